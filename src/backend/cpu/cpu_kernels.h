@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cpu_kernels.h: the CPU backend's kernel table, one instance per instruction
+ * set (scalar reference, AVX2, AVX-512), chosen once at backend creation.
+ *
+ * Quantized weights are multiplied without dequantizing: activations are
+ * quantized on the fly to 8-bit blocks (as llama.cpp does) and the kernels do
+ * integer dot products per block, scaled in float.
+ *   weight type          activation format
+ *   Q4_0 Q4_1 Q8_0       block_q8_1f  (32 int8 + scale + scaled sum)
+ *   Q4_K Q5_K Q6_K       block_q8_K   (256 int8 + scale + 16 partial sums)
+ *   F32 F16 BF16         float
+ *
+ * Layouts: a kernel set may ask for a weight type to be stored in
+ * CPU_LAYOUT_X8 (when n_out is a multiple of 8), eight rows interleaved per 32-element block, so that one SIMD
+ * register holds four consecutive weights of eight different rows and one
+ * activation broadcast feeds all eight dot products:
+ *   Q4_0: { f16 d[8];           u8 qs[4][8][4]; }   per block of 8 rows
+ *   Q4_1: { f16 d[8]; f16 m[8]; u8 qs[4][8][4]; }   byte [j][r][t] = row r's qs[4j+t]
+ *   Q8_0: { f16 d[8];           i8 qs[8][8][4]; }   byte [j][r][t] = row r's qs[4j+t]
+ * Low nibbles of qs[j] are elements 4j..4j+3, high nibbles 16+4j..16+4j+3,
+ * exactly as in the GGUF block, so the repack only shuffles 4-byte groups.
+ * Groups of 8 rows are contiguous ([group][block]).
+ *
+ * Layer: backend/cpu (internal).
+ */
+#ifndef INFERD_CPU_KERNELS_H
+#define INFERD_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inferd/quant.h"
+
+enum cpu_layout { CPU_LAYOUT_ROWS = 0, CPU_LAYOUT_X8 = 1 };
+enum cpu_act { CPU_ACT_F32 = 0, CPU_ACT_Q8_1F, CPU_ACT_Q8_K };
+
+/* y[t * ldy + (r - r0)] (+)= W[r] . x[t] for r in [r0, r1), t in [0, n).
+ * w is the whole weight (n_out rows of n_in, in the kernel's layout);
+ * xa holds n activation rows, each xa_stride bytes, in the type's activation format.
+ * X8 kernels need r0 and r1 to be multiples of 8. */
+typedef void (*cpu_gemm_fn)(const void *w, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1, const void *xa,
+                            size_t xa_stride, int n, float *y, int64_t ldy, int accumulate);
+
+struct cpu_kernels {
+    const char *name;
+    cpu_gemm_fn gemm[QT_COUNT];    /* plain layout; NULL: use the scalar set's */
+    cpu_gemm_fn gemm_x8[QT_COUNT]; /* non-NULL: this set wants the type in CPU_LAYOUT_X8 */
+    void (*quant_q8_1f)(const float *x, block_q8_1f *y, int64_t n);
+    void (*quant_q8_K)(const float *x, block_q8_K *y, int64_t n);
+    /* attention helpers over half-precision K/V rows */
+    float (*dot_f16)(const f16_t *a, const float *b, int n);
+    void (*axpy_f16)(float *y, float a, const f16_t *x, int n); /* y += a * x */
+    void (*rms_norm)(const float *x, const float *w, float *out, int dim, float eps);
+    void (*silu_mul)(float *h, const float *u, int n);        /* h = silu(h) * u */
+    void (*exp_sub)(float *x, int n, float sub);               /* x = exp(x - sub) */
+    void (*to_f16)(const float *x, f16_t *y, int n);           /* round to nearest even */
+};
+
+/* Defines a plain-layout gemm from a per-row dot product
+ * `float DOT(const WTYPE *row, const ATYPE *act, int64_t n_blocks)`: one
+ * (row, token) pair at a time. Each kernel set instantiates it with its dots. */
+#define CPU_DEFINE_ROWS_GEMM(NAME, WTYPE, ATYPE, BLOCK, DOT)                                                          \
+    static void NAME(const void *w, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1, const void *xa,             \
+                     size_t xa_stride, int n, float *y, int64_t ldy, int accumulate)                                  \
+    {                                                                                                                 \
+        (void)n_out;                                                                                                  \
+        int64_t nb = n_in / (BLOCK);                                                                                  \
+        for (int64_t r = r0; r < r1; r++) {                                                                           \
+            for (int t = 0; t < n; t++) {                                                                             \
+                const ATYPE *a = (const ATYPE *)((const char *)xa + (size_t)t * xa_stride);                          \
+                float v = DOT((const WTYPE *)w + r * nb, a, nb);                                                     \
+                float *out = &y[t * ldy + (r - r0)];                                                                  \
+                *out = accumulate ? *out + v : v;                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+extern const struct cpu_kernels cpu_kernels_scalar;
+extern const struct cpu_kernels cpu_kernels_avx2;
+
+/* Activation format for a weight type. */
+enum cpu_act cpu_act_for(enum qtype t);
+/* Bytes of one activation row of n_in elements in format a. */
+size_t cpu_act_row_bytes(enum cpu_act a, int64_t n_in);
+
+/* Plain-layout row r of a weight stored in `layout` (for embedding lookups). */
+void cpu_weight_row_dequant(enum qtype t, int layout, const void *w, int64_t n_in, int64_t n_out, int64_t r, float *out);
+/* Converts n_out plain rows at src into the X8 layout at dst (dst != src). */
+void cpu_repack_x8(enum qtype t, const void *src, void *dst, int64_t n_in, int64_t n_out);
+/* Bytes of one X8 block of 8 rows for type t (8 * GGUF block size). */
+size_t cpu_x8_block_bytes(enum qtype t);
+
+#endif

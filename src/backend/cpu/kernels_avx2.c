@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * kernels_avx2.c: the AVX2 + FMA + F16C kernel set (compiled with those flags
+ * only for this file; picked at runtime when the CPU has them).
+ *
+ * Q4_0, Q4_1 and Q8_0 weights use the X8 layout (cpu_kernels.h): per block,
+ * eight rows' scales load as one vector, and each 32-byte register holds four
+ * consecutive weights of eight rows. vpmaddubsw against a broadcast of four
+ * activation bytes then yields partial dot products for eight rows at once,
+ * so the float scaling is one vector op per block instead of one per row. A
+ * tile is 8 rows x up to 4 tokens; weights are unpacked once per tile.
+ *
+ * K-quants use the plain layout with ggml-style 256-element block dots.
+ *
+ * Integer ranges (why int16 accumulation is safe): 4-bit weights are 0..15 and
+ * activations -127..127, so one vpmaddubsw lane is at most 2*15*127 = 3810 and
+ * eight of them sum to 30480 < 32767. 8-bit weights use sign tricks and widen
+ * to int32 after every vpmaddubsw (2*127*127 = 32258).
+ *
+ * Layer: backend/cpu.
+ */
+#include "cpu_kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE __m256i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+ALWAYS_INLINE float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+ALWAYS_INLINE int hsum_i32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* ---- activation quantization ---- */
+
+static void avx2_quant_q8_1f(const float *x, block_q8_1f *y, int64_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+        __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        /* same formula as quant_row_q8_1f so both produce identical blocks */
+        float d = amax / 127.f, id = amax != 0.f ? 127.f / amax : 0.f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+        /* packs interleave 128-bit lanes; the permute restores element order */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[i].qs, p);
+        y[i].d = f16_to_f32(f32_to_f16(d));
+        y[i].s = f16_to_f32(f32_to_f16(d * (float)sum));
+    }
+}
+
+/* ---- X8 kernels for Q4_0 / Q4_1 ---- */
+
+/* One tile: 8 rows (one X8 group) x NT tokens. HAS_M: Q4_1 (stored min) vs Q4_0 (-8 offset). */
+ALWAYS_INLINE void q4x8_tile(const uint8_t *grp, int64_t nb, const int HAS_M, const uint8_t *xa, size_t xa_stride,
+                             const int NT, float *y, int64_t ldy, int accumulate)
+{
+    const size_t bb = HAS_M ? 160 : 144, hdr = HAS_M ? 32 : 16;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = grp + b * bb;
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        __m256 mw = HAS_M ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)))
+                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.f));
+        const uint8_t *qs = blk + hdr;
+        __m256i sum16[4];
+        for (int j = 0; j < 4; j++) {
+            __m256i c = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(c, m4), hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
+            for (int t = 0; t < NT; t++) {
+                const block_q8_1f *a = (const block_q8_1f *)(xa + t * xa_stride) + b;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a->qs + 4 * j)),
+                                             _mm256_maddubs_epi16(hi, bcast4(a->qs + 16 + 4 * j)));
+                sum16[t] = j ? _mm256_add_epi16(sum16[t], p) : p;
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const block_q8_1f *a = (const block_q8_1f *)(xa + t * xa_stride) + b;
+            __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum16[t], ones));
+            acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_set1_ps(a->d)), acc[t]);
+            acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a->s), acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float *out = y + t * ldy;
+        if (accumulate) acc[t] = _mm256_add_ps(acc[t], _mm256_loadu_ps(out));
+        _mm256_storeu_ps(out, acc[t]);
+    }
+}
+
+/* One tile of Q8_0 X8: the sign of w is moved onto the activation so vpmaddubsw sees |w| (unsigned). */
+ALWAYS_INLINE void q8x8_tile(const uint8_t *grp, int64_t nb, const uint8_t *xa, size_t xa_stride, const int NT,
+                             float *y, int64_t ldy, int accumulate)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = grp + b * 272;
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        __m256i sum32[4];
+        for (int j = 0; j < 8; j++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * j));
+            __m256i aw = _mm256_sign_epi8(w, w);
+            for (int t = 0; t < NT; t++) {
+                const block_q8_1f *a = (const block_q8_1f *)(xa + t * xa_stride) + b;
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(a->qs + 4 * j), w)), ones);
+                sum32[t] = j ? _mm256_add_epi32(sum32[t], p) : p;
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const block_q8_1f *a = (const block_q8_1f *)(xa + t * xa_stride) + b;
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum32[t]), _mm256_mul_ps(dw, _mm256_set1_ps(a->d)), acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float *out = y + t * ldy;
+        if (accumulate) acc[t] = _mm256_add_ps(acc[t], _mm256_loadu_ps(out));
+        _mm256_storeu_ps(out, acc[t]);
+    }
+}
+
+/* Walks groups [r0/8, r1/8) x tokens in tiles of 4, with a 1..3 token tail. The
+ * tile function is inlined with constant NT so each variant is fully unrolled. */
+#define DEFINE_X8_GEMM(NAME, TILE_CALL, BLOCK_BYTES)                                                                  \
+    static void NAME(const void *w, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1, const void *xa,             \
+                     size_t xa_stride, int n, float *y, int64_t ldy, int accumulate)                                  \
+    {                                                                                                                 \
+        (void)n_out;                                                                                                  \
+        int64_t nb = n_in / 32;                                                                                       \
+        const uint8_t *xb = xa;                                                                                       \
+        for (int64_t g = r0 / 8; g < r1 / 8; g++) {                                                                   \
+            const uint8_t *grp = (const uint8_t *)w + (size_t)g * nb * (BLOCK_BYTES);                                \
+            float *yg = y + (8 * g - r0);                                                                             \
+            int t = 0;                                                                                                \
+            for (; t + 4 <= n; t += 4) TILE_CALL(4);                                                                  \
+            switch (n - t) {                                                                                          \
+            case 3: TILE_CALL(3); break;                                                                              \
+            case 2: TILE_CALL(2); break;                                                                              \
+            case 1: TILE_CALL(1); break;                                                                              \
+            default: break;                                                                                           \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+#define Q4_0_TILE(NT) q4x8_tile(grp, nb, 0, xb + t * xa_stride, xa_stride, NT, yg + t * ldy, ldy, accumulate)
+#define Q4_1_TILE(NT) q4x8_tile(grp, nb, 1, xb + t * xa_stride, xa_stride, NT, yg + t * ldy, ldy, accumulate)
+#define Q8_0_TILE(NT) q8x8_tile(grp, nb, xb + t * xa_stride, xa_stride, NT, yg + t * ldy, ldy, accumulate)
+DEFINE_X8_GEMM(gemm_q4_0_x8, Q4_0_TILE, 144)
+DEFINE_X8_GEMM(gemm_q4_1_x8, Q4_1_TILE, 160)
+DEFINE_X8_GEMM(gemm_q8_0_x8, Q8_0_TILE, 272)
+
+/* ---- K-quants, plain layout, one (row, token) per call ---- */
+
+/* One Q4_K or Q5_K super-block against Q8_K activations: adds d*a.d*sum(sc*q*a)
+ * to *acc and returns dmin*a.d*sum(m*bsum) (subtracted by the caller).
+ * qh is NULL for Q4_K; for Q5_K bit 2c of qh[l] is the 5th bit of chunk c's low
+ * half, bit 2c+1 of its high half. */
+ALWAYS_INLINE float q45_K_block(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, f16_t dd, f16_t ddmin,
+                                const block_q8_K *a, __m256 *acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) kq_scale_min(j, scales, &sc[j], &m[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; j++) summ += m[j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+    __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (qh) { /* masked to one bit per byte first, so <<4 in 16-bit lanes cannot cross bytes */
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+        }
+        __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c)));
+        __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c + 32)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * c])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * c + 1])));
+    }
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(dd) * a->d), _mm256_cvtepi32_ps(sumi), *acc);
+    return f16_to_f32(ddmin) * a->d * (float)summ;
+}
+
+static float dot_q4_K(const block_q4_K *w, const block_q8_K *a, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t b = 0; b < nb; b++) mins += q45_K_block(w[b].scales, w[b].qs, NULL, w[b].d, w[b].dmin, &a[b], &acc);
+    return hsum(acc) - mins;
+}
+
+static float dot_q5_K(const block_q5_K *w, const block_q8_K *a, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t b = 0; b < nb; b++) mins += q45_K_block(w[b].scales, w[b].qs, w[b].qh, w[b].d, w[b].dmin, &a[b], &acc);
+    return hsum(acc) - mins;
+}
+
+/* int16 scale pair: sc_lo for the low 128-bit half (elements 0..15), sc_hi for the high half. */
+ALWAYS_INLINE __m256i scale_pair(int sc_lo, int sc_hi)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)sc_hi), _mm_set1_epi16((short)sc_lo));
+}
+
+static float dot_q6_K(const block_q6_K *w, const block_q8_K *a, int64_t nb)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *ql = w[b].ql, *qhp = w[b].qh;
+        const int8_t *sc = w[b].scales, *aq = a[b].qs;
+        int offset = 0; /* the stored q is q + 32: subtract 32 * sum(a) per 16-group via bsums */
+        for (int g = 0; g < 16; g++) offset += sc[g] * a[b].bsums[g];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++, ql += 64, qhp += 32, sc += 8, aq += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qhp);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)aq));
+            __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(aq + 32)));
+            __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(aq + 64)));
+            __m256i p4 = _mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(aq + 96)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, scale_pair(sc[0], sc[1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, scale_pair(sc[2], sc[3])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p3, scale_pair(sc[4], sc[5])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p4, scale_pair(sc[6], sc[7])));
+        }
+        float d = f16_to_f32(w[b].d) * a[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        corr += d * (float)(32 * offset);
+    }
+    return hsum(acc) - corr;
+}
+
+/* ---- float weights ---- */
+
+static float dot_f32w(const float *w, const float *x, int64_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float dot_f16w(const f16_t *w, const float *x, int64_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+ALWAYS_INLINE __m256 bf16x8_to_f32(const bf16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static float dot_bf16w(const bf16_t *w, const float *x, int64_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(bf16x8_to_f32(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(bf16x8_to_f32(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+CPU_DEFINE_ROWS_GEMM(gemm_q4_K, block_q4_K, block_q8_K, QK_K, dot_q4_K)
+CPU_DEFINE_ROWS_GEMM(gemm_q5_K, block_q5_K, block_q8_K, QK_K, dot_q5_K)
+CPU_DEFINE_ROWS_GEMM(gemm_q6_K, block_q6_K, block_q8_K, QK_K, dot_q6_K)
+CPU_DEFINE_ROWS_GEMM(gemm_f32, float, float, 1, dot_f32w)
+CPU_DEFINE_ROWS_GEMM(gemm_f16, f16_t, float, 1, dot_f16w)
+CPU_DEFINE_ROWS_GEMM(gemm_bf16, bf16_t, float, 1, dot_bf16w)
+
+/* ---- attention and norm helpers ---- */
+
+static float avx2_dot_f16(const f16_t *a, const float *b, int n) { return dot_f16w(a, b, n); }
+
+static void avx2_axpy_f16(float *y, float a, const f16_t *x, int n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                                _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * f16_to_f32(x[i]);
+}
+
+/* Squares in float, summed in double (as ggml, so norms agree with llama.cpp's). */
+static void avx2_rms_norm(const float *x, const float *w, float *out, int dim, float eps)
+{
+    __m256d acc = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 4 <= dim; i += 4) {
+        __m128 v = _mm_loadu_ps(x + i);
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm_mul_ps(v, v)));
+    }
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < dim; i++) ss += (double)(x[i] * x[i]);
+    float mean = (float)(ss / dim);
+    float scale = 1.f / sqrtf(mean + eps);
+    __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= dim; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+    for (; i < dim; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* exp(x) for 8 lanes: Cephes-style range reduction x = n ln2 + r and a degree-5
+ * polynomial for exp(r); within ~2 ulp of expf over [-87.3, 88.4], 0 below. */
+ALWAYS_INLINE __m256 exp8(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
+    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.f)));
+    __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+}
+
+static void avx2_silu_mul(float *h, const float *u, int n)
+{
+    const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(h + i);
+        __m256 e = exp8(_mm256_sub_ps(zero, x));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) h[i] = h[i] / (1.f + expf(-h[i])) * u[i];
+}
+
+static void avx2_exp_sub(float *x, int n, float sub)
+{
+    __m256 vs = _mm256_set1_ps(sub);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs)));
+    for (; i < n; i++) x[i] = expf(x[i] - sub);
+}
+
+static void avx2_to_f16(const float *x, f16_t *y, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = f32_to_f16(x[i]);
+}
+
+const struct cpu_kernels cpu_kernels_avx2 = {
+    .name = "avx2",
+    .gemm = {
+        [QT_Q4_K] = gemm_q4_K, [QT_Q5_K] = gemm_q5_K, [QT_Q6_K] = gemm_q6_K,
+        [QT_F32] = gemm_f32, [QT_F16] = gemm_f16, [QT_BF16] = gemm_bf16,
+    },
+    .gemm_x8 = { [QT_Q4_0] = gemm_q4_0_x8, [QT_Q4_1] = gemm_q4_1_x8, [QT_Q8_0] = gemm_q8_0_x8 },
+    .quant_q8_1f = avx2_quant_q8_1f,
+    .quant_q8_K = quant_row_q8_K,
+    .dot_f16 = avx2_dot_f16,
+    .axpy_f16 = avx2_axpy_f16,
+    .rms_norm = avx2_rms_norm,
+    .silu_mul = avx2_silu_mul,
+    .exp_sub = avx2_exp_sub,
+    .to_f16 = avx2_to_f16,
+};
