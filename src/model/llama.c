@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * llama.c: the Llama-family forward pass (SmolLM2, Llama 2/3, Mistral,
+ * TinyLlama) over a batch plan, plus the paged KV storage and the activation
+ * workspace it runs in.
+ *
+ * Per layer, as backend ops:
+ *   xn = rmsnorm(x)               q,k,v = xn Wq, Wk, Wv     (one matmul call)
+ *   rope(q, k)                    kv_store(k, v -> slots)
+ *   att = paged_attention(q)      x += att Wo              (residual fused)
+ *   xn = rmsnorm(x)               h = silu(xn Wg) * (xn Wu) (one fused call)
+ *   x += h Wdown
+ * then only the rows in plan->logits_index go through the final norm and
+ * the output projection: a prefill chunk pays for one vocabulary projection,
+ * not one per prompt token.
+ *
+ * Layer: model.
+ */
+#include "inferd/error.h"
+#include "inferd/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- KV cache storage ---- */
+
+size_t kv_cache_block_bytes(const struct model_hparams *hp, int block_size)
+{
+    return (size_t)2 * hp->n_layer * block_size * hp->n_head_kv * hp->head_dim * sizeof(f16_t);
+}
+
+void kv_cache_free(struct kv_cache *kv)
+{
+    if (!kv) return;
+    if (kv->layers) {
+        for (int l = 0; l < kv->n_layer; l++) {
+            if (kv->layers[l].k) kv->be->ops->release(kv->be, kv->layers[l].k);
+            if (kv->layers[l].v) kv->be->ops->release(kv->be, kv->layers[l].v);
+        }
+        free(kv->layers);
+    }
+    free(kv);
+}
+
+int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, int block_size)
+{
+    *out = NULL;
+    if (n_blocks <= 0 || block_size <= 0 || block_size > 256) return IFD_ERR_INVALID;
+    struct kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) return IFD_ERR_NOMEM;
+    kv->be = m->be;
+    kv->n_layer = m->hp.n_layer;
+    kv->n_blocks = n_blocks;
+    kv->block_size = block_size;
+    kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
+    kv->layers = calloc((size_t)kv->n_layer, sizeof *kv->layers);
+    if (!kv->layers) {
+        kv_cache_free(kv);
+        return IFD_ERR_NOMEM;
+    }
+    size_t bytes = (size_t)n_blocks * block_size * kv->kv_dim * sizeof(f16_t);
+    for (int l = 0; l < kv->n_layer; l++) {
+        kv->layers[l].k = m->be->ops->alloc(m->be, bytes);
+        kv->layers[l].v = m->be->ops->alloc(m->be, bytes);
+        if (!kv->layers[l].k || !kv->layers[l].v) {
+            kv_cache_free(kv);
+            return IFD_ERR_NOMEM;
+        }
+    }
+    *out = kv;
+    return 0;
+}
+
+/* ---- workspace ---- */
+
+void model_workspace_free(const struct model *m, struct model_workspace *ws)
+{
+    if (!ws) return;
+    float *bufs[] = { ws->x, ws->xn, ws->q, ws->k, ws->v, ws->att, ws->h, ws->xl, ws->logits };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) m->be->ops->release(m->be, bufs[i]);
+    free(ws);
+}
+
+int model_workspace_init(struct model_workspace **out, const struct model *m, int max_tokens, int max_logits)
+{
+    *out = NULL;
+    if (max_tokens <= 0 || max_logits <= 0 || max_logits > max_tokens) return IFD_ERR_INVALID;
+    struct model_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws) return IFD_ERR_NOMEM;
+    const struct model_hparams *hp = &m->hp;
+    struct backend *be = m->be;
+    size_t T = (size_t)max_tokens, Lg = (size_t)max_logits, F = sizeof(float);
+    size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    ws->max_tokens = max_tokens;
+    ws->max_logits = max_logits;
+    ws->x = be->ops->alloc(be, T * hp->n_embd * F);
+    ws->xn = be->ops->alloc(be, T * hp->n_embd * F);
+    ws->q = be->ops->alloc(be, T * qd * F);
+    ws->k = be->ops->alloc(be, T * kvd * F);
+    ws->v = be->ops->alloc(be, T * kvd * F);
+    ws->att = be->ops->alloc(be, T * qd * F);
+    ws->h = be->ops->alloc(be, T * hp->n_ff * F);
+    ws->xl = be->ops->alloc(be, Lg * hp->n_embd * F);
+    ws->logits = be->ops->alloc(be, Lg * hp->n_vocab * F);
+    int64_t widest = hp->n_ff > (int64_t)qd ? hp->n_ff : (int64_t)qd;
+    if (widest < hp->n_embd) widest = hp->n_embd;
+    if (!ws->x || !ws->xn || !ws->q || !ws->k || !ws->v || !ws->att || !ws->h || !ws->xl || !ws->logits ||
+        be->ops->reserve(be, max_tokens, widest)) {
+        model_workspace_free(m, ws);
+        return IFD_ERR_NOMEM;
+    }
+    *out = ws;
+    return 0;
+}
+
+/* ---- forward ---- */
+
+static void attention_block(const struct model *m, struct model_workspace *ws, struct kv_cache *kv, int l,
+                            const struct batch_plan *plan)
+{
+    const struct model_hparams *hp = &m->hp;
+    const struct model_layer *ly = &m->layers[l];
+    struct backend *be = m->be;
+    int n = plan->n_tokens, kv_dim = hp->n_head_kv * hp->head_dim;
+
+    be->ops->rms_norm(be, ws->x, ly->attn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
+    struct be_matmul qkv = { .x = ws->xn, .n = n, .n_w = 3, .w = { &ly->wq, &ly->wk, &ly->wv },
+                             .y = { ws->q, ws->k, ws->v } };
+    be->ops->matmul(be, &qkv);
+    struct be_rope rope = { .q = ws->q, .k = ws->k, .n = n, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+                            .head_dim = hp->head_dim, .rope_dim = hp->rope_dim, .neox = hp->rope_neox,
+                            .positions = plan->positions, .theta_scale = m->rope_theta_scale,
+                            .freq_scale = hp->rope_scale, .freq_factors = m->rope_factors };
+    be->ops->rope(be, &rope);
+    be->ops->kv_store(be, kv->layers[l], ws->k, ws->v, n, kv_dim, plan->slot_mapping);
+    struct be_attention att = { .q = ws->q, .out = ws->att, .kv = kv->layers[l], .n_head = hp->n_head,
+                                .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim, .block_size = kv->block_size,
+                                .scale = 1.f / sqrtf((float)hp->head_dim), .plan = plan };
+    be->ops->attention(be, &att);
+    struct be_matmul o = { .x = ws->att, .n = n, .n_w = 1, .w = { &ly->wo }, .y = { ws->x }, .accumulate = 1 };
+    be->ops->matmul(be, &o);
+}
+
+static void ffn_block(const struct model *m, struct model_workspace *ws, int l, int n)
+{
+    const struct model_hparams *hp = &m->hp;
+    const struct model_layer *ly = &m->layers[l];
+    struct backend *be = m->be;
+    be->ops->rms_norm(be, ws->x, ly->ffn_norm, ws->xn, n, hp->n_embd, hp->rms_eps);
+    be->ops->ffn_swiglu(be, ws->xn, n, &ly->w_gate, &ly->w_up, ws->h);
+    struct be_matmul down = { .x = ws->h, .n = n, .n_w = 1, .w = { &ly->w_down }, .y = { ws->x }, .accumulate = 1 };
+    be->ops->matmul(be, &down);
+}
+
+int model_forward(const struct model *m, struct model_workspace *ws, struct kv_cache *kv, const struct batch_plan *plan,
+                  float *logits)
+{
+    const struct model_hparams *hp = &m->hp;
+    struct backend *be = m->be;
+    int n = plan->n_tokens;
+    if (n <= 0 || n > ws->max_tokens || plan->n_logits > ws->max_logits || plan->n_logits < 0) return IFD_ERR_RANGE;
+    if (kv->n_layer != hp->n_layer || kv->kv_dim != hp->n_head_kv * hp->head_dim) return IFD_ERR_INVALID;
+    for (int i = 0; i < n; i++) /* ids can come from clients (prompt token arrays): never index out of the table */
+        if (plan->tokens[i] < 0 || plan->tokens[i] >= hp->n_vocab) return IFD_ERR_RANGE;
+
+    be->ops->embed(be, &m->tok_embd, plan->tokens, n, ws->x);
+    for (int l = 0; l < hp->n_layer; l++) {
+        attention_block(m, ws, kv, l, plan);
+        ffn_block(m, ws, l, n);
+    }
+    if (plan->n_logits > 0) {
+        be->ops->gather_rows(be, ws->x, plan->logits_index, plan->n_logits, hp->n_embd, ws->xl);
+        be->ops->rms_norm(be, ws->xl, m->output_norm, ws->xl, plan->n_logits, hp->n_embd, hp->rms_eps);
+        struct be_matmul out = { .x = ws->xl, .n = plan->n_logits, .n_w = 1, .w = { &m->output }, .y = { ws->logits } };
+        be->ops->matmul(be, &out);
+    }
+    int rc = be->ops->sync(be);
+    if (!rc && plan->n_logits > 0)
+        be->ops->copy_out(be, logits, ws->logits, (size_t)plan->n_logits * hp->n_vocab * sizeof(float));
+    return rc;
+}
