@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * config.h: the one configuration struct of the inferd executable. Defaults
+ * live in one table (config.c), validation in one function; command-line flags
+ * and environment variables (and, with the server, a config file) all land in
+ * this struct, so every subcommand sees the same names and checks.
+ *
+ * Precedence: built-in default < config file (--config FILE, JSON) <
+ * environment variable < command-line flag.
+ *
+ * Layer: util (used by main.c and the subcommands; the engine receives plain
+ * values taken from it, never the struct).
+ */
+#ifndef INFERD_CONFIG_H
+#define INFERD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_PATH_MAX 4096
+
+/* Which subcommands an option applies to. */
+enum config_cmd { CMD_GENERATE = 1u, CMD_BENCH = 2u, CMD_ALL = 3u };
+
+struct config {
+    /* model and backend */
+    char model[CONFIG_PATH_MAX];
+    char load_format[16];      /* gguf | dummy */
+    char dummy_preset[32];
+    char dummy_type[16];
+    char device[16];
+    char isa[16];
+    int threads;
+    int ctx_size;
+    int batch_size;            /* max tokens per forward pass (prefill chunk) */
+    char log_level[8];
+    char config_file[CONFIG_PATH_MAX];
+    /* generation */
+    char prompt[65536];
+    int n_predict;
+    float temperature;
+    int top_k;
+    float top_p;
+    float min_p;
+    float repeat_penalty;
+    uint64_t seed;
+    int ignore_eos;
+    /* bench */
+    int prompt_len;
+    int gen_len;
+    int decode_depth;
+    int repetitions;
+    int json;
+};
+
+/* Sets every field to its default. */
+void config_defaults(struct config *c);
+/* Applies a JSON config file: an object whose keys are option names
+ * ("threads": 2, "model": "..."); unknown keys and wrong types are errors. */
+int config_apply_file(struct config *c, unsigned cmd, const char *path, char *err, size_t errlen);
+/* Finds "--config FILE" / "--config=FILE" in argv[first..argc); NULL if absent. */
+const char *config_file_arg(int argc, char **argv, int first);
+/* Applies environment variables (INFERD_*) for options of cmd. */
+int config_apply_env(struct config *c, unsigned cmd, char *err, size_t errlen);
+/* Parses argv[first..argc) for cmd. Sets *help when --help/-h was given. */
+int config_parse_args(struct config *c, unsigned cmd, int argc, char **argv, int first, int *help, char *err,
+                      size_t errlen);
+/* Range and consistency checks; the message names the option. */
+int config_validate(const struct config *c, char *err, size_t errlen);
+/* Prints the options of cmd with defaults and environment names. */
+void config_print_help(FILE *f, unsigned cmd);
+/* Resolves the default model path when --model was not given; 0 or IFD_ERR_NOT_FOUND. */
+int config_find_default_model(char *out, size_t cap);
+
+#define CONFIG_DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#endif

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * cli_common.c: shared loading and measurement helpers of the offline subcommands (cli layer). */
+#include "cli_common.h"
+#include "inferd/error.h"
+#include "inferd/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double cli_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+size_t cli_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %zu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
+int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv)
+{
+    char err[512];
+    int help = 0;
+    config_defaults(c);
+    const char *file = config_file_arg(argc, argv, 2);
+    if (!file && getenv("INFERD_CONFIG")) file = getenv("INFERD_CONFIG");
+    if ((file && config_apply_file(c, cmd, file, err, sizeof err)) || config_apply_env(c, cmd, err, sizeof err) ||
+        config_parse_args(c, cmd, argc, argv, 2, &help, err, sizeof err) ||
+        (!help && config_validate(c, err, sizeof err))) {
+        fprintf(stderr, "inferd: %s\n", err);
+        return -1;
+    }
+    if (help) {
+        printf("%s\n\nOptions:\n", usage);
+        config_print_help(stdout, cmd);
+        return 1;
+    }
+    log_set_level((enum log_level)log_level_parse(c->log_level));
+    return 0;
+}
+
+static enum qtype parse_qtype(const char *name)
+{
+    for (int t = 0; t < QT_COUNT; t++) {
+        const struct qtype_info *ti = qtype_get((uint32_t)t);
+        if (ti && ti->weight_ok && strcasecmp(ti->name, name) == 0) return (enum qtype)t;
+    }
+    return QT_COUNT;
+}
+
+int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t errlen)
+{
+    memset(rt, 0, sizeof *rt);
+    struct backend_opts bo = { .device = c->device, .n_threads = c->threads, .isa = c->isa[0] ? c->isa : NULL };
+    int rc = backend_create(&rt->be, &bo, err, errlen);
+    if (rc) return rc;
+    int dummy = strcmp(c->load_format, "dummy") == 0;
+    char path[CONFIG_PATH_MAX];
+    const char *model_path = c->model[0] ? c->model : NULL;
+    if (!model_path && !dummy) {
+        if (config_find_default_model(path, sizeof path) != 0) {
+            cli_unload(rt);
+            return ifd_fail(err, errlen, IFD_ERR_NOT_FOUND,
+                            "no --model given and the default model (models/%s) was not found; run scripts/fetch_model.sh",
+                            CONFIG_DEFAULT_MODEL_FILE);
+        }
+        model_path = path;
+    }
+    struct model_load_opts mo = { .path = model_path, .dummy = dummy, .dummy_preset = c->dummy_preset };
+    if (dummy) {
+        mo.dummy_type = parse_qtype(c->dummy_type);
+        if (mo.dummy_type == QT_COUNT) {
+            cli_unload(rt);
+            return ifd_fail(err, errlen, IFD_ERR_INVALID, "--dummy-type '%s' is not a supported weight type", c->dummy_type);
+        }
+    }
+    rc = model_load(&rt->model, rt->be, &mo, err, errlen);
+    if (!rc && rt->model->gguf) rc = tokenizer_load(&rt->tok, rt->model->gguf, err, errlen);
+    if (rc) cli_unload(rt);
+    return rc;
+}
+
+void cli_unload(struct cli_runtime *rt)
+{
+    tokenizer_free(rt->tok);
+    model_free(rt->model);
+    backend_destroy(rt->be);
+    memset(rt, 0, sizeof *rt);
+}
+
+int cli_run(int argc, char **argv, unsigned cmd, const char *usage, cli_check_fn check, cli_body_fn body)
+{
+    struct config *c = malloc(sizeof *c); /* large (prompt buffer): not on the stack */
+    if (!c) return 1;
+    int status = 1, p = cli_parse(c, cmd, usage, argc, argv);
+    const char *msg = p || !check ? NULL : check(c, NULL);
+    struct cli_runtime rt;
+    char err[512];
+    if (p) {
+        status = p < 0 ? 1 : 0;
+    } else if (msg) {
+        fprintf(stderr, "inferd: %s\n", msg);
+    } else if (cli_load(&rt, c, err, sizeof err)) {
+        fprintf(stderr, "inferd: %s\n", err);
+    } else {
+        if (check && (msg = check(c, &rt))) fprintf(stderr, "inferd: %s\n", msg);
+        else status = body(c, &rt);
+        cli_unload(&rt);
+    }
+    free(c);
+    return status;
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cli_common.h: what the offline subcommands (generate, bench) share: loading
+ * backend + model + tokenizer from a config, and timing/RSS helpers.
+ *
+ * Layer: cli (top; may use every layer below).
+ */
+#ifndef INFERD_CLI_COMMON_H
+#define INFERD_CLI_COMMON_H
+
+#include "inferd/backend.h"
+#include "inferd/config.h"
+#include "inferd/model.h"
+#include "inferd/tokenizer.h"
+
+struct cli_runtime {
+    struct backend *be;
+    struct model *model;
+    struct tokenizer *tok; /* NULL for a dummy model built from a preset */
+};
+
+int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t errlen);
+void cli_unload(struct cli_runtime *rt);
+
+double cli_now_s(void);
+/* Peak resident set size of this process in bytes (VmHWM), or 0 if unknown. */
+size_t cli_peak_rss(void);
+
+/* Checks a subcommand's own requirements: first with rt NULL (after parsing),
+ * then with the loaded runtime. Returns an error message or NULL. */
+typedef const char *(*cli_check_fn)(const struct config *c, const struct cli_runtime *rt);
+typedef int (*cli_body_fn)(const struct config *c, struct cli_runtime *rt);
+/* The shape of every offline subcommand: parse, check, load, run body, unload.
+ * Returns the process exit status. */
+int cli_run(int argc, char **argv, unsigned cmd, const char *usage, cli_check_fn check, cli_body_fn body);
+
+int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+/* Parses env + args for cmd into c, prints errors/help; returns -1 to exit(1), 1 after help, 0 to run. */
+int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv);
+
+#endif

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * config.c: the option table behind config.h. Each option is one row: name,
+ * short flag, type, field offset, default, environment variable, the commands
+ * it applies to, and its help text. Parsing, environment lookup, help output
+ * and defaults are all driven by this table, so adding an option is one line
+ * plus (if needed) one check in config_validate().
+ *
+ * Layer: util.
+ */
+#include "inferd/config.h"
+#include "inferd/error.h"
+#include "inferd/log.h"
+
+#include <jansson.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum opt_type { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG };
+
+struct option_row {
+    const char *name;
+    char short_name;
+    enum opt_type type;
+    size_t offset;
+    size_t size;        /* OPT_STR: capacity of the char array */
+    const char *def;
+    const char *env;
+    unsigned cmds;
+    const char *help;
+};
+
+#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+
+static const struct option_row g_rows[] = {
+    { "model", 'm', OPT_STR, F(model), "", "INFERD_MODEL", CMD_ALL,
+      "GGUF model file (default: models/" CONFIG_DEFAULT_MODEL_FILE ")" },
+    { "load-format", 0, OPT_STR, F(load_format), "gguf", "INFERD_LOAD_FORMAT", CMD_ALL,
+      "gguf, or dummy for random weights (shape from --model or --dummy-preset)" },
+    { "dummy-preset", 0, OPT_STR, F(dummy_preset), "smollm2-135m", NULL, CMD_ALL,
+      "shape of a dummy model without --model: smollm2-135m, tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b, tiny" },
+    { "dummy-type", 0, OPT_STR, F(dummy_type), "Q4_1", NULL, CMD_ALL,
+      "weight type of dummy matrices: Q4_0 Q4_1 Q8_0 Q4_K Q5_K Q6_K F16 BF16 F32" },
+    { "device", 0, OPT_STR, F(device), "cpu", "INFERD_DEVICE", CMD_ALL, "compute device: cpu or cuda" },
+    { "isa", 0, OPT_STR, F(isa), "", "INFERD_ISA", CMD_ALL, "CPU kernel set: scalar or avx2 (default: best available)" },
+    { "threads", 't', OPT_INT, F(threads), "0", "INFERD_THREADS", CMD_ALL, "CPU worker threads (0 = all cores)" },
+    { "ctx-size", 'c', OPT_INT, F(ctx_size), "0", "INFERD_CTX_SIZE", CMD_ALL,
+      "context length in tokens (0 = prompt + generation, capped by the model)" },
+    { "batch-size", 'b', OPT_INT, F(batch_size), "512", NULL, CMD_ALL, "max tokens per forward pass (prefill chunk)" },
+    { "log-level", 0, OPT_STR, F(log_level), "warn", "INFERD_LOG_LEVEL", CMD_ALL, "debug, info, warn, error or off" },
+    { "config", 0, OPT_STR, F(config_file), "", "INFERD_CONFIG", CMD_ALL,
+      "JSON file of options ({\"threads\": 2, ...}); flags and environment override it" },
+    { "prompt", 'p', OPT_STR, F(prompt), "", NULL, CMD_GENERATE, "prompt text" },
+    { "n-predict", 'n', OPT_INT, F(n_predict), "128", NULL, CMD_GENERATE, "tokens to generate" },
+    { "temp", 0, OPT_FLOAT, F(temperature), "0", NULL, CMD_GENERATE, "sampling temperature (0 = greedy)" },
+    { "top-k", 0, OPT_INT, F(top_k), "0", NULL, CMD_GENERATE, "keep the k most likely tokens (0 = off)" },
+    { "top-p", 0, OPT_FLOAT, F(top_p), "1", NULL, CMD_GENERATE, "nucleus sampling mass (1 = off)" },
+    { "min-p", 0, OPT_FLOAT, F(min_p), "0", NULL, CMD_GENERATE, "drop tokens below min-p times the top probability" },
+    { "repeat-penalty", 0, OPT_FLOAT, F(repeat_penalty), "1", NULL, CMD_GENERATE, "repetition penalty (1 = off)" },
+    { "seed", 's', OPT_U64, F(seed), "0", NULL, CMD_GENERATE, "sampling seed" },
+    { "ignore-eos", 0, OPT_FLAG, F(ignore_eos), "0", NULL, CMD_GENERATE, "keep generating past end-of-sequence tokens" },
+    { "prompt-len", 0, OPT_INT, F(prompt_len), "512", NULL, CMD_BENCH, "prompt tokens for the prefill measurement" },
+    { "gen-len", 0, OPT_INT, F(gen_len), "128", NULL, CMD_BENCH, "tokens for the decode measurement" },
+    { "decode-depth", 0, OPT_INT, F(decode_depth), "128", NULL, CMD_BENCH,
+      "context tokens already in the cache when the decode measurement starts" },
+    { "repetitions", 'r', OPT_INT, F(repetitions), "5", NULL, CMD_BENCH, "runs per measurement (the median is reported)" },
+    { "json", 0, OPT_FLAG, F(json), "0", NULL, CMD_BENCH, "print results as one JSON object" },
+};
+#define N_ROWS (sizeof g_rows / sizeof g_rows[0])
+
+static int set_value(struct config *c, const struct option_row *r, const char *v, char *err, size_t errlen)
+{
+    char *field = (char *)c + r->offset, *end = NULL;
+    errno = 0;
+    switch (r->type) {
+    case OPT_STR:
+        if (strlen(v) >= r->size)
+            return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: value is longer than %zu bytes", r->name, r->size - 1);
+        memcpy(field, v, strlen(v) + 1);
+        return 0;
+    case OPT_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < INT_MIN || x > INT_MAX)
+            return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not an integer", r->name, v);
+        *(int *)field = (int)x;
+        return 0;
+    }
+    case OPT_FLOAT: {
+        float x = strtof(v, &end);
+        if (errno || end == v || *end || !isfinite(x))
+            return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not a number", r->name, v);
+        *(float *)field = x;
+        return 0;
+    }
+    case OPT_U64: {
+        if (*v == '-') return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is negative", r->name, v);
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end)
+            return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not an unsigned integer", r->name, v);
+        *(uint64_t *)field = x;
+        return 0;
+    }
+    case OPT_FLAG:
+        if (strcmp(v, "1") && strcmp(v, "0") && strcmp(v, "true") && strcmp(v, "false"))
+            return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not a boolean", r->name, v);
+        *(int *)field = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+        return 0;
+    }
+    return IFD_ERR_INTERNAL;
+}
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_ROWS; i++) {
+        int rc = set_value(c, &g_rows[i], g_rows[i].def, NULL, 0);
+        (void)rc; /* defaults are valid by construction; config_validate would catch a bad one */
+    }
+}
+
+static const struct option_row *find_row(const char *name, size_t len, char short_name)
+{
+    for (size_t i = 0; i < N_ROWS; i++) {
+        if (short_name && g_rows[i].short_name == short_name) return &g_rows[i];
+        if (!short_name && strlen(g_rows[i].name) == len && strncmp(g_rows[i].name, name, len) == 0) return &g_rows[i];
+    }
+    return NULL;
+}
+
+const char *config_file_arg(int argc, char **argv, int first)
+{
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
+    }
+    return NULL;
+}
+
+/* Converts a JSON scalar to the text form set_value parses. */
+static int json_to_text(const json_t *v, char *buf, size_t cap)
+{
+    if (json_is_string(v)) snprintf(buf, cap, "%s", json_string_value(v));
+    else if (json_is_integer(v)) snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v)) snprintf(buf, cap, "%.9g", json_real_value(v));
+    else if (json_is_boolean(v)) snprintf(buf, cap, "%s", json_is_true(v) ? "1" : "0");
+    else return -1;
+    return 0;
+}
+
+int config_apply_file(struct config *c, unsigned cmd, const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return ifd_fail(err, errlen, IFD_ERR_INVALID, "config %s: %s (line %d)", path, je.text, je.line);
+    int rc = 0;
+    if (!json_is_object(root)) rc = ifd_fail(err, errlen, IFD_ERR_INVALID, "config %s: not a JSON object", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (rc) break;
+        const struct option_row *r = find_row(key, strlen(key), 0);
+        char text[CONFIG_PATH_MAX];
+        if (!r || !(r->cmds & cmd) || strcmp(key, "config") == 0)
+            rc = ifd_fail(err, errlen, IFD_ERR_INVALID, "config %s: unknown option \"%s\"", path, key);
+        else if (json_to_text(v, text, sizeof text))
+            rc = ifd_fail(err, errlen, IFD_ERR_INVALID, "config %s: \"%s\" must be a string, number or boolean", path, key);
+        else if ((rc = set_value(c, r, text, err, errlen))) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " (in %s)", path);
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
+int config_apply_env(struct config *c, unsigned cmd, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const struct option_row *r = &g_rows[i];
+        const char *v = r->env && (r->cmds & cmd) ? getenv(r->env) : NULL;
+        if (!v) continue;
+        int rc = set_value(c, r, v, err, errlen);
+        if (rc) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " (from %s)", r->env);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int config_parse_args(struct config *c, unsigned cmd, int argc, char **argv, int first, int *help, char *err,
+                      size_t errlen)
+{
+    *help = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = 1;
+            return 0;
+        }
+        const struct option_row *r = NULL;
+        const char *value = NULL;
+        if (a[0] == '-' && a[1] == '-' && a[2]) {
+            const char *eq = strchr(a + 2, '=');
+            r = find_row(a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2), 0);
+            if (eq) value = eq + 1;
+        } else if (a[0] == '-' && a[1] && !a[2]) {
+            r = find_row(NULL, 0, a[1]);
+        }
+        if (!r || !(r->cmds & cmd)) return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown option '%s' (see --help)", a);
+        if (!value && r->type == OPT_FLAG) value = "1";
+        if (!value) {
+            if (i + 1 >= argc) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s needs a value", r->name);
+            value = argv[++i];
+        }
+        int rc = set_value(c, r, value, err, errlen);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int config_validate(const struct config *c, char *err, size_t errlen)
+{
+    if (strcmp(c->load_format, "gguf") && strcmp(c->load_format, "dummy"))
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--load-format must be gguf or dummy");
+    if (c->threads < 0 || c->threads > 1024) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--threads must be in [0, 1024]");
+    if (c->ctx_size < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--ctx-size must be >= 0");
+    if (c->batch_size < 1 || c->batch_size > 65536)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--batch-size must be in [1, 65536]");
+    if (log_level_parse(c->log_level) < 0)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--log-level must be debug, info, warn, error or off");
+    if (c->n_predict < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--n-predict must be >= 0");
+    if (!(c->temperature >= 0 && c->temperature <= 100)) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--temp must be in [0, 100]");
+    if (!(c->top_p > 0 && c->top_p <= 1)) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--top-p must be in (0, 1]");
+    if (!(c->min_p >= 0 && c->min_p <= 1)) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--min-p must be in [0, 1]");
+    if (!(c->repeat_penalty > 0)) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--repeat-penalty must be > 0");
+    if (c->prompt_len < 1 || c->gen_len < 1 || c->decode_depth < 0)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--prompt-len and --gen-len must be >= 1, --decode-depth >= 0");
+    if (c->repetitions < 1 || c->repetitions > 1000)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--repetitions must be in [1, 1000]");
+    return 0;
+}
+
+void config_print_help(FILE *f, unsigned cmd)
+{
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const struct option_row *r = &g_rows[i];
+        if (!(r->cmds & cmd)) continue;
+        char flag[48];
+        if (r->short_name) snprintf(flag, sizeof flag, "-%c, --%s", r->short_name, r->name);
+        else snprintf(flag, sizeof flag, "    --%s", r->name);
+        fprintf(f, "  %-24s %s", flag, r->help);
+        if (r->def[0] && r->type != OPT_FLAG) fprintf(f, " [default: %s]", r->def);
+        if (r->env) fprintf(f, " [env: %s]", r->env);
+        fputc('\n', f);
+    }
+}
+
+static int file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+int config_find_default_model(char *out, size_t cap)
+{
+    /* cwd first (the README runs from the checkout), then next to the executable
+     * (build/inferd -> ../models), then a system location. */
+    char exe[CONFIG_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    const char *candidates[] = { "models", NULL, NULL, "/usr/share/inferd/models" };
+    char up1[CONFIG_PATH_MAX + 16], up2[CONFIG_PATH_MAX + 16];
+    snprintf(up1, sizeof up1, "%s/../models", exe);
+    snprintf(up2, sizeof up2, "%s/../../models", exe);
+    candidates[1] = up1;
+    candidates[2] = up2;
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        snprintf(out, cap, "%s/%s", candidates[i], CONFIG_DEFAULT_MODEL_FILE);
+        if (file_exists(out)) return 0;
+    }
+    return IFD_ERR_NOT_FOUND;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_config.c: the option table: every example in configs/ loads and
+ * validates for its command (configs/<command>-*.json), precedence is
+ * default < file < environment < flag, and bad values name the option.
+ */
+#include "test.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "inferd/config.h"
+
+TEST(config_examples_load)
+{
+    char dir[4096], path[8192], err[512];
+    snprintf(dir, sizeof dir, "%s/configs", test_root());
+    DIR *d = opendir(dir);
+    ASSERT(d);
+    int n = 0;
+    struct config *c = malloc(sizeof *c);
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json")) continue;
+        unsigned cmd = strncmp(e->d_name, "generate-", 9) == 0 ? CMD_GENERATE
+                     : strncmp(e->d_name, "bench-", 6) == 0   ? CMD_BENCH
+                                                               : 0;
+        ASSERT_MSG(cmd, "configs/%s: name must start with the command it is for (generate-, bench-)", e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        config_defaults(c);
+        ASSERT_MSG(config_apply_file(c, cmd, path, err, sizeof err) == 0, "%s: %s", e->d_name, err);
+        ASSERT_MSG(config_validate(c, err, sizeof err) == 0, "%s: %s", e->d_name, err);
+        n++;
+    }
+    closedir(d);
+    ASSERT(n >= 2);
+    free(c);
+}
+
+TEST(config_precedence_and_errors)
+{
+    char path[] = "/tmp/inferd-config-XXXXXX", err[512];
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    const char *json = "{\"threads\": 2, \"temp\": 0.5, \"prompt\": \"from file\", \"ignore-eos\": true}";
+    ASSERT(write(fd, json, strlen(json)) == (ssize_t)strlen(json));
+    close(fd);
+    struct config *c = malloc(sizeof *c);
+    config_defaults(c);
+    ASSERT_EQ(c->threads, 0);
+    ASSERT_EQ(c->n_predict, 128);
+    ASSERT_OK(config_apply_file(c, CMD_GENERATE, path, err, sizeof err));
+    ASSERT_EQ(c->threads, 2);
+    ASSERT_NEAR(c->temperature, 0.5, 0);
+    ASSERT_EQ(c->ignore_eos, 1);
+    ASSERT_STR_EQ(c->prompt, "from file");
+    setenv("INFERD_THREADS", "3", 1);
+    ASSERT_OK(config_apply_env(c, CMD_GENERATE, err, sizeof err));
+    ASSERT_EQ(c->threads, 3);
+    char *argv[] = { "inferd", "generate", "-t", "4", "--temp=0.25", "--ignore-eos", NULL };
+    int help;
+    ASSERT_OK(config_parse_args(c, CMD_GENERATE, 6, argv, 2, &help, err, sizeof err));
+    ASSERT_EQ(c->threads, 4);
+    ASSERT_NEAR(c->temperature, 0.25, 0);
+    ASSERT_EQ(help, 0);
+    /* errors name the option */
+    setenv("INFERD_THREADS", "many", 1);
+    ASSERT_EQ(config_apply_env(c, CMD_GENERATE, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT(strstr(err, "--threads") && strstr(err, "INFERD_THREADS"));
+    unsetenv("INFERD_THREADS");
+    char *bad[] = { "inferd", "bench", "--prompt", "x", NULL }; /* a generate-only option */
+    ASSERT_EQ(config_parse_args(c, CMD_BENCH, 4, bad, 2, &help, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT(strstr(err, "unknown option"));
+    c->top_p = 1.5f;
+    ASSERT_EQ(config_validate(c, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT(strstr(err, "--top-p"));
+    unlink(path);
+    free(c);
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_list.h: the one registry of unit tests. Each line is
+ *   TEST_ENTRY(name, timeout_seconds, TIER_DEFAULT | TIER_FULL)
+ * and names a TEST(name) defined in some tests/unit/test_*.c. CMake reads
+ * these lines (here and in the per-module lists included below) to register
+ * one CTest per test. Keep entries one per line, starting the line.
+ */
+
+/* gguf */
+TEST_ENTRY(gguf_parses_default_model, 30, TIER_DEFAULT)
+TEST_ENTRY(gguf_rejects_corrupt_corpus, 60, TIER_DEFAULT)
+TEST_ENTRY(gguf_rejects_every_truncation, 120, TIER_DEFAULT)
+
+/* quant */
+TEST_ENTRY(quant_f16_conversion_exact, 30, TIER_DEFAULT)
+TEST_ENTRY(quant_roundtrip_all_types, 30, TIER_DEFAULT)
+TEST_ENTRY(quant_dequant_matches_gguf_python, 60, TIER_DEFAULT)
+
+/* cpu backend kernels */
+TEST_ENTRY(cpu_matmul_all_types_vs_reference, 120, TIER_DEFAULT)
+TEST_ENTRY(cpu_ffn_swiglu_vs_reference, 60, TIER_DEFAULT)
+TEST_ENTRY(cpu_repack_x8_roundtrip, 30, TIER_DEFAULT)
+TEST_ENTRY(cpu_quant_act_avx2_matches_scalar, 30, TIER_DEFAULT)
+TEST_ENTRY(cpu_attention_vs_reference, 60, TIER_DEFAULT)
+TEST_ENTRY(cpu_pool_runs_every_worker, 30, TIER_DEFAULT)
+
+/* config */
+TEST_ENTRY(config_examples_load, 30, TIER_DEFAULT)
+TEST_ENTRY(config_precedence_and_errors, 30, TIER_DEFAULT)
+
+/* model */
+TEST_ENTRY(model_rejects_bad_hparams, 30, TIER_DEFAULT)
+TEST_ENTRY(model_batch_split_invariance, 120, TIER_DEFAULT)
+TEST_ENTRY(model_logits_match_llama_cpp, 300, TIER_DEFAULT)
+TEST_ENTRY(model_greedy_matches_llama_cpp, 300, TIER_DEFAULT)
+TEST_ENTRY(model_dummy_preset_runs, 60, TIER_DEFAULT)
+
+#include "test_list_tokenizer.h"
