@@ -91,9 +91,10 @@ struct backend_ops {
     /* Waits for queued work; returns the first error any op hit since the last
      * sync (ops themselves return nothing, like a GPU stream), or 0. */
     int (*sync)(struct backend *be);
-    /* Pre-sizes per-step scratch for batches up to max_tokens rows of up to
-     * max_width elements, so steady-state steps allocate nothing. */
-    int (*reserve)(struct backend *be, int max_tokens, int64_t max_width);
+    /* Pre-sizes per-step scratch so that a matmul of up to max_tokens rows
+     * against w allocates nothing; called once per weight when a workspace is
+     * made, so steady-state steps never allocate. */
+    int (*reserve)(struct backend *be, int max_tokens, const struct be_weight *w);
 
     /* Prepares a weight from host data in GGUF row layout. If src_writable, the
      * backend may transform src in place and keep pointing into it (the CPU

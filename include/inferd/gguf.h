@@ -97,6 +97,10 @@ int gguf_open(struct gguf_file **out, const char *path, unsigned flags, char *er
 /* Parses an in-memory image; buf must outlive the result. Used by tests and fuzzers. */
 int gguf_parse(struct gguf_file **out, const void *buf, size_t size, char *err, size_t errlen);
 void gguf_close(struct gguf_file *f);
+/* Lets the kernel drop the metadata pages (everything before the tensor data)
+ * from memory once loaders have copied what they keep; a later access re-reads
+ * them from the file. Only for files opened with gguf_open. */
+void gguf_drop_metadata_pages(const struct gguf_file *f);
 
 bool gguf_str_eq(struct gguf_str s, const char *cstr);
 /* Copies s into buf as a NUL-terminated string, truncating; returns buf. */

@@ -89,8 +89,8 @@ void kv_cache_free(struct kv_cache *kv);
 struct model_workspace {
     int max_tokens, max_logits;
     float *x, *xn;        /* (max_tokens, n_embd) residual stream and its norm */
-    float *q, *k, *v;     /* (max_tokens, n_head*hd) (max_tokens, kv_dim) x2 */
-    float *att;           /* (max_tokens, n_head*hd) attention output */
+    float *q, *k, *v;     /* (max_tokens, n_head*hd) (max_tokens, kv_dim) x2; k, v inside h */
+    float *att;           /* (max_tokens, n_head*hd) attention output; aliases q */
     float *h;             /* (max_tokens, n_ff) FFN hidden */
     float *xl;            /* (max_logits, n_embd) rows that need logits */
     float *logits;        /* (max_logits, n_vocab) backend */

@@ -87,6 +87,7 @@ int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t e
     }
     rc = model_load(&rt->model, rt->be, &mo, err, errlen);
     if (!rc && rt->model->gguf) rc = tokenizer_load(&rt->tok, rt->model->gguf, err, errlen);
+    if (!rc && rt->model->gguf) gguf_drop_metadata_pages(rt->model->gguf); /* the tokenizer copied what it needs */
     if (rc) cli_unload(rt);
     return rc;
 }

@@ -211,6 +211,15 @@ void gguf_close(struct gguf_file *f)
     free(f);
 }
 
+void gguf_drop_metadata_pages(const struct gguf_file *f)
+{
+    if (f->fd < 0) return;
+    /* stop at the page holding the first tensor byte: tensor pages may have been
+     * rewritten in place (repacked), and dropping them would lose that */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), end = (size_t)f->data_offset / page * page;
+    if (end) madvise((void *)f->base, end, MADV_DONTNEED);
+}
+
 bool gguf_str_eq(struct gguf_str s, const char *cstr)
 {
     size_t n = strlen(cstr);

@@ -77,10 +77,23 @@ int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, in
 void model_workspace_free(const struct model *m, struct model_workspace *ws)
 {
     if (!ws) return;
-    float *bufs[] = { ws->x, ws->xn, ws->q, ws->k, ws->v, ws->att, ws->h, ws->xl, ws->logits };
+    float *bufs[] = { ws->x, ws->xn, ws->q, ws->h, ws->xl, ws->logits }; /* att, k, v are aliases */
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) m->be->ops->release(m->be, bufs[i]);
     free(ws);
+}
+
+/* Lets the backend size its per-step scratch for every weight once. */
+static int reserve_weights(const struct model *m, int max_tokens, int max_logits)
+{
+    struct backend *be = m->be;
+    int rc = be->ops->reserve(be, max_logits, &m->output);
+    for (int l = 0; !rc && l < m->hp.n_layer; l++) {
+        const struct model_layer *ly = &m->layers[l];
+        const struct be_weight *ws[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down };
+        for (size_t i = 0; !rc && i < sizeof ws / sizeof ws[0]; i++) rc = be->ops->reserve(be, max_tokens, ws[i]);
+    }
+    return rc;
 }
 
 int model_workspace_init(struct model_workspace **out, const struct model *m, int max_tokens, int max_logits)
@@ -95,21 +108,26 @@ int model_workspace_init(struct model_workspace **out, const struct model *m, in
     size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
     ws->max_tokens = max_tokens;
     ws->max_logits = max_logits;
+    /* Buffers whose lifetimes do not overlap share memory (peak RSS counts):
+     *  - att aliases q: attention copies a row's query before writing that
+     *    row's output for the same heads (cpu_attention.c, and the CUDA
+     *    kernels must keep this property);
+     *  - k and v live inside h: they are dead after the KV store, before the FFN. */
+    size_t h_elems = T * (size_t)hp->n_ff > 2 * T * kvd ? T * (size_t)hp->n_ff : 2 * T * kvd;
     ws->x = be->ops->alloc(be, T * hp->n_embd * F);
     ws->xn = be->ops->alloc(be, T * hp->n_embd * F);
     ws->q = be->ops->alloc(be, T * qd * F);
-    ws->k = be->ops->alloc(be, T * kvd * F);
-    ws->v = be->ops->alloc(be, T * kvd * F);
-    ws->att = be->ops->alloc(be, T * qd * F);
-    ws->h = be->ops->alloc(be, T * hp->n_ff * F);
+    ws->h = be->ops->alloc(be, h_elems * F);
     ws->xl = be->ops->alloc(be, Lg * hp->n_embd * F);
     ws->logits = be->ops->alloc(be, Lg * hp->n_vocab * F);
-    int64_t widest = hp->n_ff > (int64_t)qd ? hp->n_ff : (int64_t)qd;
-    if (widest < hp->n_embd) widest = hp->n_embd;
-    if (!ws->x || !ws->xn || !ws->q || !ws->k || !ws->v || !ws->att || !ws->h || !ws->xl || !ws->logits ||
-        be->ops->reserve(be, max_tokens, widest)) {
+    ws->att = ws->q;
+    ws->k = ws->h;
+    ws->v = ws->h ? ws->h + T * kvd : NULL;
+    int rc = (!ws->x || !ws->xn || !ws->q || !ws->h || !ws->xl || !ws->logits) ? IFD_ERR_NOMEM : 0;
+    if (!rc) rc = reserve_weights(m, max_tokens, max_logits);
+    if (rc) {
         model_workspace_free(m, ws);
-        return IFD_ERR_NOMEM;
+        return rc;
     }
     *out = ws;
     return 0;

@@ -5,9 +5,10 @@
  *
  * Attention reads K/V only through each sequence's block table (position t
  * lives in slot table[t / block_size] * block_size + t % block_size), with a
- * two-pass softmax whose rounding matches llama.cpp's (see attend_row).
- * Work items are (sequence, query head, chunk of query rows),
- * pulled from an atomic counter. A query at position p sees context positions
+ * two-pass softmax whose rounding matches llama.cpp's (cpu_kernels.h,
+ * struct cpu_attn_task). Work items are (sequence, chunk of query rows, KV
+ * head), pulled from an atomic counter: all query heads of a GQA group share
+ * each K/V row conversion. A query at position p sees context positions
  * 0..p (causal order by position), which covers prefill chunks, decodes and
  * chained speculative verification alike.
  *
@@ -23,6 +24,7 @@
 #define PARALLEL_MIN_ROWS 8
 #define QUERY_CHUNK 16
 #define MAX_HEAD_DIM 512
+#define MAX_GQA 64 /* query heads per KV head */
 
 /* ---- RoPE ---- */
 
@@ -105,53 +107,26 @@ void cpu_kv_store(struct backend *be, struct be_kv_layer kv, const float *k, con
 struct attn_job {
     struct cpu_ctx *c;
     const struct be_attention *a;
+    int split;             /* parts each GQA group is split into (1, or G when work items are few) */
     int64_t n_items;
-    int max_ctx;           /* longest visible context: size of each worker's score row */
-    float *scores;         /* (nth, max_ctx) scratch */
+    int max_ctx;
+    float *scratch;        /* per worker: (G * max_ctx) scores + head_dim row */
+    size_t scratch_per_worker;
     _Atomic int64_t next;
 };
 
-/* One query row of one head against its visible context.
- *
- * The rounding points are those of llama.cpp's default (non flash-attention)
- * CPU path, so logits agree with it closely: the query is rounded to half
- * precision like the K it meets, scores are exponentiated against the global
- * maximum and summed in double, and the normalized probabilities are rounded
- * to half before weighting V. Two passes over the context, so scores for the
- * whole context are kept (one float per position per worker). */
-static void attend_row(const struct cpu_kernels *k, const struct be_attention *a, int seq, int row, int head,
-                       float *score)
+/* Query rows of one sequence for one item: [r0, r1) and the sequence index. */
+static void item_rows(const struct batch_plan *p, int64_t chunk, int *seq, int *r0, int *r1)
 {
-    const struct batch_plan *p = a->plan;
-    int hd = a->head_dim, kv_dim = a->n_head_kv * hd, bs = a->block_size;
-    int kvh = head / (a->n_head / a->n_head_kv);
-    const float *q = a->q + (size_t)row * a->n_head * hd + (size_t)head * hd;
-    float *out = a->out + (size_t)row * a->n_head * hd + (size_t)head * hd;
-    int n_vis = p->positions[row] + 1;
-    if (n_vis > p->context_len[seq]) n_vis = p->context_len[seq];
-    const int32_t *table = p->block_tables + (size_t)seq * p->max_blocks;
-
-    f16_t q16[MAX_HEAD_DIM];
-    float qr[MAX_HEAD_DIM], acc[MAX_HEAD_DIM];
-    k->to_f16(q, q16, hd);
-    for (int i = 0; i < hd; i++) qr[i] = f16_to_f32(q16[i]);
-    float max = -INFINITY;
-    for (int t = 0; t < n_vis; t++) {
-        size_t off = ((size_t)table[t / bs] * bs + t % bs) * kv_dim + (size_t)kvh * hd;
-        score[t] = k->dot_f16(a->kv.k + off, qr, hd) * a->scale;
-        if (score[t] > max) max = score[t];
+    int s = 0;
+    for (;; s++) { /* sequences are few: a walk is fine */
+        int64_t nc = (p->query_start[s + 1] - p->query_start[s] + QUERY_CHUNK - 1) / QUERY_CHUNK;
+        if (chunk < nc) break;
+        chunk -= nc;
     }
-    k->exp_sub(score, n_vis, max);
-    double sum = 0;
-    for (int t = 0; t < n_vis; t++) sum += score[t];
-    float inv = (float)(1.0 / sum);
-    memset(acc, 0, (size_t)hd * sizeof *acc);
-    for (int t = 0; t < n_vis; t++) {
-        size_t off = ((size_t)table[t / bs] * bs + t % bs) * kv_dim + (size_t)kvh * hd;
-        float w = f16_to_f32(f32_to_f16(score[t] * inv));
-        if (w != 0.f) k->axpy_f16(acc, w, a->kv.v + off, hd);
-    }
-    memcpy(out, acc, (size_t)hd * sizeof *acc);
+    *seq = s;
+    *r0 = p->query_start[s] + (int)chunk * QUERY_CHUNK;
+    *r1 = *r0 + QUERY_CHUNK < p->query_start[s + 1] ? *r0 + QUERY_CHUNK : p->query_start[s + 1];
 }
 
 static void attn_rows(void *arg, int ith, int nth)
@@ -160,23 +135,36 @@ static void attn_rows(void *arg, int ith, int nth)
     struct attn_job *j = arg;
     const struct be_attention *a = j->a;
     const struct batch_plan *p = a->plan;
-    float *score = j->scores + (size_t)ith * j->max_ctx;
+    int hd = a->head_dim, G = a->n_head / a->n_head_kv, g_len = G / j->split;
+    float *scores = j->scratch + (size_t)ith * j->scratch_per_worker;
+    float q[MAX_GQA * MAX_HEAD_DIM];
+    f16_t q16[MAX_HEAD_DIM];
     for (;;) {
         int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (item >= j->n_items) break;
-        /* item -> (sequence, query chunk, head); sequences are few, a walk is fine */
-        int head = (int)(item % a->n_head);
-        int64_t chunk = item / a->n_head;
-        int seq = 0;
-        for (;; seq++) {
-            int64_t q_len = p->query_start[seq + 1] - p->query_start[seq];
-            int64_t nc = (q_len + QUERY_CHUNK - 1) / QUERY_CHUNK;
-            if (chunk < nc) break;
-            chunk -= nc;
+        int part = (int)(item % j->split), kvh = (int)(item / j->split % a->n_head_kv);
+        int seq, r0, r1;
+        item_rows(p, item / j->split / a->n_head_kv, &seq, &r0, &r1);
+        int h0 = kvh * G + part * g_len;
+        struct cpu_attn_task t = {
+            .q = q, .G = g_len, .head_dim = hd, .k = a->kv.k + (size_t)kvh * hd, .v = a->kv.v + (size_t)kvh * hd,
+            .kv_dim = a->n_head_kv * hd, .table = p->block_tables + (size_t)seq * p->max_blocks,
+            .block_size = a->block_size, .scale = a->scale, .scores = scores,
+            .kv_row = scores + (size_t)G * j->max_ctx,
+        };
+        for (int row = r0; row < r1; row++) {
+            /* The query meets K at half precision, as in llama.cpp. Copying it here,
+             * before attend writes the same row and heads of out, is what lets the
+             * model's workspace alias out onto q (model.h). */
+            for (int g = 0; g < g_len; g++) {
+                const float *src = a->q + (size_t)row * a->n_head * hd + (size_t)(h0 + g) * hd;
+                j->c->k->to_f16(src, q16, hd);
+                for (int i = 0; i < hd; i++) q[g * hd + i] = f16_to_f32(q16[i]);
+            }
+            t.n_vis = p->positions[row] + 1 < p->context_len[seq] ? p->positions[row] + 1 : p->context_len[seq];
+            t.out = a->out + (size_t)row * a->n_head * hd + (size_t)h0 * hd;
+            j->c->k->attend(&t);
         }
-        int r0 = p->query_start[seq] + (int)chunk * QUERY_CHUNK;
-        int r1 = r0 + QUERY_CHUNK < p->query_start[seq + 1] ? r0 + QUERY_CHUNK : p->query_start[seq + 1];
-        for (int row = r0; row < r1; row++) attend_row(j->c->k, a, seq, row, head, score);
     }
 }
 
@@ -184,21 +172,26 @@ void cpu_attention(struct backend *be, const struct be_attention *a)
 {
     struct cpu_ctx *c = cpu_ctx(be);
     if (c->error) return;
-    if (a->head_dim > MAX_HEAD_DIM) {
+    int G = a->n_head / a->n_head_kv;
+    if (a->head_dim > MAX_HEAD_DIM || a->head_dim % 8 || G > MAX_GQA) {
         c->error = IFD_ERR_UNSUPPORTED;
         return;
     }
-    struct attn_job j = { .c = c, .a = a };
+    struct attn_job j = { .c = c, .a = a, .split = 1 };
     const struct batch_plan *p = a->plan;
     int64_t chunks = 0;
     for (int s = 0; s < p->n_seqs; s++) {
         chunks += (p->query_start[s + 1] - p->query_start[s] + QUERY_CHUNK - 1) / QUERY_CHUNK;
         if (p->context_len[s] > j.max_ctx) j.max_ctx = p->context_len[s];
     }
-    j.n_items = chunks * a->n_head;
     int nth = pool_size(c->pool);
-    j.scores = cpu_scratch_get(&c->attn, (size_t)nth * (size_t)(j.max_ctx > 0 ? j.max_ctx : 1) * sizeof(float));
-    if (!j.scores) {
+    /* few items (a decode of one sequence): give each query head its own item for balance,
+     * at the price of reading K/V once per head instead of once per group */
+    if (chunks * a->n_head_kv < 4 * nth) j.split = G;
+    j.n_items = chunks * a->n_head_kv * j.split;
+    j.scratch_per_worker = (size_t)G * (size_t)(j.max_ctx > 0 ? j.max_ctx : 1) + (size_t)a->head_dim;
+    j.scratch = cpu_scratch_get(&c->attn, (size_t)nth * j.scratch_per_worker * sizeof(float));
+    if (!j.scratch) {
         c->error = IFD_ERR_NOMEM;
         return;
     }

@@ -62,17 +62,12 @@ static int cpu_sync(struct backend *be)
     return rc;
 }
 
-static int cpu_reserve(struct backend *be, int max_tokens, int64_t max_width)
+static int cpu_reserve(struct backend *be, int max_tokens, const struct be_weight *w)
 {
-    struct cpu_ctx *c = cpu_ctx(be);
-    for (int f = CPU_ACT_Q8_1F; f <= CPU_ACT_Q8_K; f++) {
-        /* widths that are not a block multiple never use that format */
-        int64_t width = f == CPU_ACT_Q8_K ? max_width / QK_K * QK_K : max_width / 32 * 32;
-        if (width == 0) continue;
-        if (!cpu_scratch_get(&c->act[f], cpu_act_row_bytes((enum cpu_act)f, width) * (size_t)max_tokens))
-            return IFD_ERR_NOMEM;
-    }
-    return 0;
+    enum cpu_act f = cpu_act_for(w->type);
+    if (f == CPU_ACT_F32) return 0; /* float weights read the activations as they are */
+    size_t need = cpu_act_row_bytes(f, w->n_in) * (size_t)max_tokens;
+    return cpu_scratch_get(&cpu_ctx(be)->act[f], need) ? 0 : IFD_ERR_NOMEM;
 }
 
 /* ---- weights ---- */

@@ -42,18 +42,34 @@ enum cpu_act { CPU_ACT_F32 = 0, CPU_ACT_Q8_1F, CPU_ACT_Q8_K };
 typedef void (*cpu_gemm_fn)(const void *w, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1, const void *xa,
                             size_t xa_stride, int n, float *y, int64_t ldy, int accumulate);
 
+/* One query row of the G query heads that share a KV head, against positions
+ * 0..n_vis-1 of one sequence's paged context. Rounding follows llama.cpp's
+ * default CPU attention: q (already rounded to half by the caller) . k in
+ * float, softmax against the global maximum with the sum in double, and the
+ * normalized weights rounded to half before weighting V. */
+struct cpu_attn_task {
+    const float *q;          /* (G, head_dim), row stride head_dim */
+    float *out;              /* (G, head_dim), row stride head_dim */
+    int G, head_dim;
+    const f16_t *k, *v;      /* this layer's pool, already offset to the KV head */
+    int kv_dim;              /* halves between consecutive slots */
+    const int32_t *table;    /* the sequence's block table */
+    int block_size;
+    int n_vis;
+    float scale;
+    float *scores;           /* (G, n_vis) scratch */
+    float *kv_row;           /* (head_dim) scratch */
+};
+
 struct cpu_kernels {
     const char *name;
     cpu_gemm_fn gemm[QT_COUNT];    /* plain layout; NULL: use the scalar set's */
     cpu_gemm_fn gemm_x8[QT_COUNT]; /* non-NULL: this set wants the type in CPU_LAYOUT_X8 */
     void (*quant_q8_1f)(const float *x, block_q8_1f *y, int64_t n);
     void (*quant_q8_K)(const float *x, block_q8_K *y, int64_t n);
-    /* attention helpers over half-precision K/V rows */
-    float (*dot_f16)(const f16_t *a, const float *b, int n);
-    void (*axpy_f16)(float *y, float a, const f16_t *x, int n); /* y += a * x */
+    void (*attend)(const struct cpu_attn_task *t);
     void (*rms_norm)(const float *x, const float *w, float *out, int dim, float eps);
     void (*silu_mul)(float *h, const float *u, int n);        /* h = silu(h) * u */
-    void (*exp_sub)(float *x, int n, float sub);               /* x = exp(x - sub) */
     void (*to_f16)(const float *x, f16_t *y, int n);           /* round to nearest even */
 };
 

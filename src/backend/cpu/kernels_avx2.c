@@ -27,6 +27,18 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* Software prefetch distance for streaming weights. Decode reads every weight
+ * byte once per token; the hardware prefetcher alone leaves bandwidth unused
+ * when two threads stream at once (measured: 10-11 GB/s without, 14-16 GB/s
+ * with a 1 KiB lead on a 2-core EPYC VM). */
+#define PREFETCH_AHEAD 1024
+
+/* Prefetches the bytes [p + PREFETCH_AHEAD, +n) into L1, one line at a time. */
+ALWAYS_INLINE void prefetch_ahead(const uint8_t *p, int n)
+{
+    for (int off = 0; off < n; off += 64) _mm_prefetch((const char *)p + PREFETCH_AHEAD + off, _MM_HINT_T0);
+}
+
 ALWAYS_INLINE __m256i bcast4(const int8_t *p)
 {
     int32_t v;
@@ -90,6 +102,7 @@ ALWAYS_INLINE void q4x8_tile(const uint8_t *grp, int64_t nb, const int HAS_M, co
     __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = grp + b * bb;
+        prefetch_ahead(blk, (int)bb);
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         __m256 mw = HAS_M ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)))
                           : _mm256_mul_ps(dw, _mm256_set1_ps(-8.f));
@@ -127,6 +140,7 @@ ALWAYS_INLINE void q8x8_tile(const uint8_t *grp, int64_t nb, const uint8_t *xa, 
     __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = grp + b * 272;
+        prefetch_ahead(blk, 272);
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         __m256i sum32[4];
         for (int j = 0; j < 8; j++) {
@@ -325,19 +339,121 @@ CPU_DEFINE_ROWS_GEMM(gemm_f32, float, float, 1, dot_f32w)
 CPU_DEFINE_ROWS_GEMM(gemm_f16, f16_t, float, 1, dot_f16w)
 CPU_DEFINE_ROWS_GEMM(gemm_bf16, bf16_t, float, 1, dot_bf16w)
 
-/* ---- attention and norm helpers ---- */
+/* ---- attention ---- */
 
-static float avx2_dot_f16(const f16_t *a, const float *b, int n) { return dot_f16w(a, b, n); }
-
-static void avx2_axpy_f16(float *y, float a, const f16_t *x, int n)
+/* exp(x) for 8 lanes: Cephes-style range reduction x = n ln2 + r and a degree-5
+ * polynomial for exp(r); within ~2 ulp of expf over [-87.3, 88.4], 0 below. */
+ALWAYS_INLINE __m256 exp8(__m256 x)
 {
-    __m256 va = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
-                                                _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * f16_to_f32(x[i]);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
+    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.f)));
+    __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
 }
+
+
+/* Converts a half row to float (n a multiple of 8). */
+ALWAYS_INLINE void row_to_f32(const f16_t *x, float *y, int n)
+{
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+}
+
+static float dot_f32_n8(const float *a, const float *b, int n)
+{
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    if (i < n) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* Softmax of one head's scores in place, then rounded to half (llama.cpp's points):
+ * exp against the max, sum in double, scale by the float reciprocal. */
+static void softmax_to_half(float *sc, int n)
+{
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int p = 0;
+    for (; p + 8 <= n; p += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sc + p));
+    float max = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    for (int i = 0; i < 8; i++) max = fmaxf(max, lanes[i]);
+    for (; p < n; p++) max = fmaxf(max, sc[p]);
+    __m256 vm = _mm256_set1_ps(max);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (p = 0; p + 8 <= n; p += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + p), vm));
+        _mm256_storeu_ps(sc + p, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double sums[4];
+    _mm256_storeu_pd(sums, _mm256_add_pd(s0, s1));
+    double sum = sums[0] + sums[1] + sums[2] + sums[3];
+    for (; p < n; p++) sum += (sc[p] = expf(sc[p] - max));
+    float inv = (float)(1.0 / sum);
+    __m256 vi = _mm256_set1_ps(inv);
+    for (p = 0; p + 8 <= n; p += 8)
+        _mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(sc + p), vi),
+                                                                 _MM_FROUND_TO_NEAREST_INT)));
+    for (; p < n; p++) sc[p] = f16_to_f32(f32_to_f16(sc[p] * inv));
+}
+
+/* Prefetches the head's K or V row of position p (the cache is streamed once per token). */
+ALWAYS_INLINE void prefetch_row(const struct cpu_attn_task *t, const f16_t *base, int p)
+{
+    if (p >= t->n_vis) return;
+    size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+    const char *row = (const char *)(base + slot * t->kv_dim);
+    for (int off = 0; off < t->head_dim * 2; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
+}
+
+#define ATTN_PREFETCH_ROWS 8
+
+/* Each K and V row is converted to float once and serves all G heads. */
+static void avx2_attend(const struct cpu_attn_task *t)
+{
+    int hd = t->head_dim, G = t->G, bs = t->block_size;
+    float *row = t->kv_row;
+    for (int p = 0; p < ATTN_PREFETCH_ROWS; p++) prefetch_row(t, t->k, p);
+    for (int p = 0; p < t->n_vis; p++) {
+        size_t slot = (size_t)t->table[p / bs] * bs + p % bs;
+        prefetch_row(t, t->k, p + ATTN_PREFETCH_ROWS);
+        row_to_f32(t->k + slot * t->kv_dim, row, hd);
+        for (int g = 0; g < G; g++) t->scores[(size_t)g * t->n_vis + p] = dot_f32_n8(row, t->q + (size_t)g * hd, hd) * t->scale;
+    }
+    for (int g = 0; g < G; g++) {
+        softmax_to_half(t->scores + (size_t)g * t->n_vis, t->n_vis);
+        memset(t->out + (size_t)g * hd, 0, (size_t)hd * sizeof(float));
+    }
+    for (int p = 0; p < ATTN_PREFETCH_ROWS; p++) prefetch_row(t, t->v, p);
+    for (int p = 0; p < t->n_vis; p++) {
+        size_t slot = (size_t)t->table[p / bs] * bs + p % bs;
+        prefetch_row(t, t->v, p + ATTN_PREFETCH_ROWS);
+        row_to_f32(t->v + slot * t->kv_dim, row, hd);
+        for (int g = 0; g < G; g++) {
+            float w = t->scores[(size_t)g * t->n_vis + p];
+            if (w == 0.f) continue; /* underflowed weights add nothing */
+            __m256 vw = _mm256_set1_ps(w);
+            float *out = t->out + (size_t)g * hd;
+            for (int i = 0; i < hd; i += 8)
+                _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(row + i), _mm256_loadu_ps(out + i)));
+        }
+    }
+}
+
+/* ---- norm ---- */
 
 /* Squares in float, summed in double (as ggml, so norms agree with llama.cpp's). */
 static void avx2_rms_norm(const float *x, const float *w, float *out, int dim, float eps)
@@ -359,25 +475,6 @@ static void avx2_rms_norm(const float *x, const float *w, float *out, int dim, f
     for (; i < dim; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* exp(x) for 8 lanes: Cephes-style range reduction x = n ln2 + r and a degree-5
- * polynomial for exp(r); within ~2 ulp of expf over [-87.3, 88.4], 0 below. */
-ALWAYS_INLINE __m256 exp8(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
-    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.f)));
-    __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
-}
-
 static void avx2_silu_mul(float *h, const float *u, int n)
 {
     const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
@@ -390,13 +487,6 @@ static void avx2_silu_mul(float *h, const float *u, int n)
     for (; i < n; i++) h[i] = h[i] / (1.f + expf(-h[i])) * u[i];
 }
 
-static void avx2_exp_sub(float *x, int n, float sub)
-{
-    __m256 vs = _mm256_set1_ps(sub);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs)));
-    for (; i < n; i++) x[i] = expf(x[i] - sub);
-}
 
 static void avx2_to_f16(const float *x, f16_t *y, int n)
 {
@@ -415,10 +505,8 @@ const struct cpu_kernels cpu_kernels_avx2 = {
     .gemm_x8 = { [QT_Q4_0] = gemm_q4_0_x8, [QT_Q4_1] = gemm_q4_1_x8, [QT_Q8_0] = gemm_q8_0_x8 },
     .quant_q8_1f = avx2_quant_q8_1f,
     .quant_q8_K = quant_row_q8_K,
-    .dot_f16 = avx2_dot_f16,
-    .axpy_f16 = avx2_axpy_f16,
+    .attend = avx2_attend,
     .rms_norm = avx2_rms_norm,
     .silu_mul = avx2_silu_mul,
-    .exp_sub = avx2_exp_sub,
     .to_f16 = avx2_to_f16,
 };

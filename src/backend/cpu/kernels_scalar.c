@@ -137,11 +137,26 @@ CPU_DEFINE_ROWS_GEMM(gemm_bf16, bf16_t, float, 1, dot_bf16w)
 
 /* ---- helpers ---- */
 
-static float scalar_dot_f16(const f16_t *a, const float *b, int n) { return dot_f16w(a, b, n); }
-
-static void scalar_axpy_f16(float *y, float a, const f16_t *x, int n)
+static void scalar_attend(const struct cpu_attn_task *t)
 {
-    for (int i = 0; i < n; i++) y[i] += a * f16_to_f32(x[i]);
+    int hd = t->head_dim;
+    for (int g = 0; g < t->G; g++) {
+        float *sc = t->scores + (size_t)g * t->n_vis, max = -INFINITY;
+        for (int p = 0; p < t->n_vis; p++) {
+            size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+            sc[p] = dot_f16w(t->k + slot * t->kv_dim, t->q + (size_t)g * hd, hd) * t->scale;
+            if (sc[p] > max) max = sc[p];
+        }
+        double sum = 0;
+        for (int p = 0; p < t->n_vis; p++) sum += (sc[p] = expf(sc[p] - max));
+        float inv = (float)(1.0 / sum), *out = t->out + (size_t)g * hd;
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int p = 0; p < t->n_vis; p++) {
+            float w = f16_to_f32(f32_to_f16(sc[p] * inv));
+            size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+            for (int i = 0; i < hd; i++) out[i] += w * f16_to_f32(t->v[slot * t->kv_dim + i]);
+        }
+    }
 }
 
 /* Squares in float, summed in double (as ggml, so norms agree with llama.cpp's). */
@@ -159,10 +174,6 @@ static void scalar_silu_mul(float *h, const float *u, int n)
     for (int i = 0; i < n; i++) h[i] = h[i] / (1.f + expf(-h[i])) * u[i];
 }
 
-static void scalar_exp_sub(float *x, int n, float sub)
-{
-    for (int i = 0; i < n; i++) x[i] = expf(x[i] - sub);
-}
 
 static void scalar_to_f16(const float *x, f16_t *y, int n)
 {
@@ -178,10 +189,8 @@ const struct cpu_kernels cpu_kernels_scalar = {
     },
     .quant_q8_1f = quant_row_q8_1f,
     .quant_q8_K = quant_row_q8_K,
-    .dot_f16 = scalar_dot_f16,
-    .axpy_f16 = scalar_axpy_f16,
+    .attend = scalar_attend,
     .rms_norm = scalar_rms_norm,
     .silu_mul = scalar_silu_mul,
-    .exp_sub = scalar_exp_sub,
     .to_f16 = scalar_to_f16,
 };
