@@ -47,7 +47,7 @@ static const struct option_row g_rows[] = {
     { "dummy-type", 0, OPT_STR, F(dummy_type), "Q4_1", NULL, CMD_ALL,
       "weight type of dummy matrices: Q4_0 Q4_1 Q8_0 Q4_K Q5_K Q6_K F16 BF16 F32" },
     { "device", 0, OPT_STR, F(device), "cpu", "INFERD_DEVICE", CMD_ALL, "compute device: cpu or cuda" },
-    { "isa", 0, OPT_STR, F(isa), "", "INFERD_ISA", CMD_ALL, "CPU kernel set: scalar or avx2 (default: best available)" },
+    { "isa", 0, OPT_STR, F(isa), "", "INFERD_ISA", CMD_ALL, "CPU kernel set: scalar, avx2 or avx512 (default: best available)" },
     { "threads", 't', OPT_INT, F(threads), "0", "INFERD_THREADS", CMD_ALL, "CPU worker threads (0 = all cores)" },
     { "ctx-size", 'c', OPT_INT, F(ctx_size), "0", "INFERD_CTX_SIZE", CMD_ALL,
       "context length in tokens (0 = prompt + generation, capped by the model)" },

@@ -25,7 +25,7 @@
 #include "inferd/quant.h"
 #include "inferd/rng.h"
 
-static const char *k_isas[] = { "scalar", "avx2" };
+static const char *k_isas[] = { "scalar", "avx2", "avx512" };
 
 /* Creates a backend forcing an ISA; returns NULL when this CPU cannot run it. */
 static struct backend *make_backend(const char *isa, int threads)

@@ -208,8 +208,15 @@ static const struct backend_ops cpu_ops = {
 static int pick_kernels(struct cpu_ctx *c, const char *isa, char *err, size_t errlen)
 {
     int have_avx2 = c->feat.avx2 && c->feat.fma && c->feat.f16c;
+    int have_avx512 = have_avx2 && c->feat.avx512f && c->feat.avx512bw && c->feat.avx512vl && c->feat.avx512vnni;
+    if (have_avx512) cpu_kernels_avx512_init(&c->avx512);
     if (!isa || !*isa) {
-        c->k = have_avx2 ? &cpu_kernels_avx2 : &cpu_kernels_scalar;
+        c->k = have_avx512 ? &c->avx512 : have_avx2 ? &cpu_kernels_avx2 : &cpu_kernels_scalar;
+        return 0;
+    }
+    if (strcmp(isa, "avx512") == 0) {
+        if (!have_avx512) return ifd_fail(err, errlen, IFD_ERR_UNSUPPORTED, "this CPU lacks AVX-512 VNNI");
+        c->k = &c->avx512;
         return 0;
     }
     if (strcmp(isa, "scalar") == 0) {
@@ -221,7 +228,7 @@ static int pick_kernels(struct cpu_ctx *c, const char *isa, char *err, size_t er
         c->k = &cpu_kernels_avx2;
         return 0;
     }
-    return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown instruction set '%s' (use scalar or avx2)", isa);
+    return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown instruction set '%s' (use scalar, avx2 or avx512)", isa);
 }
 
 int cpu_backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen)

@@ -26,6 +26,7 @@ struct cpu_scratch {
 struct cpu_ctx {
     struct pool *pool;
     const struct cpu_kernels *k;
+    struct cpu_kernels avx512;   /* filled when the CPU has AVX-512 VNNI */
     struct cpu_features feat;
     struct cpu_scratch act[3];   /* quantized activations, one per activation format */
     struct cpu_scratch attn;     /* attention scores, one context-length row per worker */

@@ -94,6 +94,8 @@ struct cpu_kernels {
 
 extern const struct cpu_kernels cpu_kernels_scalar;
 extern const struct cpu_kernels cpu_kernels_avx2;
+/* The AVX-512 VNNI set: the AVX2 set with VNNI X8 matmuls (kernels_avx512.c). */
+void cpu_kernels_avx512_init(struct cpu_kernels *k);
 
 /* Activation format for a weight type. */
 enum cpu_act cpu_act_for(enum qtype t);
