@@ -116,6 +116,10 @@ struct backend_ops {
     void (*kv_store)(struct backend *be, struct be_kv_layer kv, const float *k, const float *v, int n, int kv_dim,
                      const int32_t *slot_mapping);
     void (*attention)(struct backend *be, const struct be_attention *a);
+    /* Copies whole KV blocks src[i] -> dst[i] of one layer (block_elems halves per
+     * block for K and for V): copy-on-write of shared blocks. */
+    void (*kv_copy)(struct backend *be, struct be_kv_layer kv, const int32_t *src, const int32_t *dst, int n,
+                    size_t block_elems);
     /* dst[i] = src[rows[i]] for row length dim (gathers logits rows) */
     void (*gather_rows)(struct backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst);
 };

@@ -84,6 +84,8 @@ struct kv_cache {
 size_t kv_cache_block_bytes(const struct model_hparams *hp, int block_size);
 int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, int block_size);
 void kv_cache_free(struct kv_cache *kv);
+/* Copies whole blocks src[i] -> dst[i] in every layer (copy-on-write). */
+void kv_cache_copy_blocks(struct kv_cache *kv, const int32_t *src, const int32_t *dst, int n);
 
 /* Activation buffers for batches of up to max_tokens rows and max_logits logits rows. */
 struct model_workspace {

@@ -23,9 +23,10 @@ struct sampler_params {
     int top_k;                 /* 0 or <0: off */
     float top_p;               /* 1: off */
     float min_p;               /* 0: off */
-    float repetition_penalty;  /* 1: off; divides positive logits of seen tokens, multiplies negative */
-    float presence_penalty;    /* 0: off; subtracted once per seen token */
-    float frequency_penalty;   /* 0: off; subtracted per occurrence */
+    float repetition_penalty;  /* 1: off; divides positive logits of tokens in the prompt or output,
+                                  multiplies negative ones (as vLLM/HF) */
+    float presence_penalty;    /* 0: off; subtracted once per token present in the output */
+    float frequency_penalty;   /* 0: off; subtracted per occurrence in the output */
     uint64_t seed;
     int n_logit_bias;
     const int32_t *logit_bias_ids; /* (n_logit_bias) */
@@ -46,12 +47,15 @@ struct sampler {
     int n_vocab;
     struct rng rng;
     struct sampler_candidate *cand; /* (n_vocab) scratch */
-    uint16_t *counts;               /* (n_vocab) occurrences for penalties, or NULL */
+    uint16_t *counts;               /* (n_vocab) occurrences in the output, for penalties, or NULL */
+    uint8_t *in_prompt;             /* (n_vocab) 1 if in the prompt (repetition penalty), or NULL */
 };
 
 int sampler_init(struct sampler *s, const struct sampler_params *p, int n_vocab);
 void sampler_free(struct sampler *s);
-/* Records a generated (or prompt) token for the penalties. */
+/* Records the prompt (the repetition penalty also covers prompt tokens). */
+void sampler_add_prompt(struct sampler *s, const int32_t *ids, int n);
+/* Records a generated token for the penalties. */
 void sampler_accept(struct sampler *s, int32_t id);
 /* Samples from logits (n_vocab floats; modified in place by penalties/bias). */
 int32_t sampler_sample(struct sampler *s, float *logits);

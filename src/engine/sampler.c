@@ -47,7 +47,8 @@ int sampler_init(struct sampler *s, const struct sampler_params *p, int n_vocab)
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     int penalties = p->repetition_penalty != 1.f || p->presence_penalty != 0 || p->frequency_penalty != 0;
     if (penalties) s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
-    if (!s->cand || (penalties && !s->counts)) {
+    if (p->repetition_penalty != 1.f) s->in_prompt = calloc((size_t)n_vocab, 1);
+    if (!s->cand || (penalties && !s->counts) || (p->repetition_penalty != 1.f && !s->in_prompt)) {
         sampler_free(s);
         return IFD_ERR_NOMEM;
     }
@@ -58,8 +59,17 @@ void sampler_free(struct sampler *s)
 {
     free(s->cand);
     free(s->counts);
+    free(s->in_prompt);
     s->cand = NULL;
     s->counts = NULL;
+    s->in_prompt = NULL;
+}
+
+void sampler_add_prompt(struct sampler *s, const int32_t *ids, int n)
+{
+    if (!s->in_prompt) return;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < s->n_vocab) s->in_prompt[ids[i]] = 1;
 }
 
 void sampler_accept(struct sampler *s, int32_t id)
@@ -80,10 +90,11 @@ static void apply_penalties(const struct sampler *s, float *logits)
     if (!s->counts) return;
     const struct sampler_params *p = &s->p;
     for (int i = 0; i < s->n_vocab; i++) {
-        if (!s->counts[i]) continue;
+        int in_output = s->counts[i] > 0;
+        if (!in_output && !(s->in_prompt && s->in_prompt[i])) continue;
         float l = logits[i];
         if (p->repetition_penalty != 1.f) l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
-        l -= p->presence_penalty + p->frequency_penalty * (float)s->counts[i];
+        if (in_output) l -= p->presence_penalty + p->frequency_penalty * (float)s->counts[i];
         logits[i] = l;
     }
 }

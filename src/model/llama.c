@@ -72,6 +72,12 @@ int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, in
     return 0;
 }
 
+void kv_cache_copy_blocks(struct kv_cache *kv, const int32_t *src, const int32_t *dst, int n)
+{
+    size_t block_elems = (size_t)kv->block_size * kv->kv_dim;
+    for (int l = 0; l < kv->n_layer; l++) kv->be->ops->kv_copy(kv->be, kv->layers[l], src, dst, n, block_elems);
+}
+
 /* ---- workspace ---- */
 
 void model_workspace_free(const struct model *m, struct model_workspace *ws)

@@ -36,4 +36,19 @@ TEST_ENTRY(model_logits_match_llama_cpp, 300, TIER_DEFAULT)
 TEST_ENTRY(model_greedy_matches_llama_cpp, 300, TIER_DEFAULT)
 TEST_ENTRY(model_dummy_preset_runs, 60, TIER_DEFAULT)
 
+
+/* engine */
+TEST_ENTRY(kv_blocks_refcount_and_prefix_cache, 30, TIER_DEFAULT)
+TEST_ENTRY(kv_blocks_random_operations_keep_invariants, 60, TIER_DEFAULT)
+TEST_ENTRY(stop_strings_across_pieces, 30, TIER_DEFAULT)
+TEST_ENTRY(sampler_truncation_and_penalties, 30, TIER_DEFAULT)
+TEST_ENTRY(engine_batch_invariance_with_preemption, 300, TIER_DEFAULT)
+TEST_ENTRY(engine_prefix_cache_reuses_shared_prefix, 120, TIER_DEFAULT)
+TEST_ENTRY(engine_seeded_sampling_batch_independent, 120, TIER_DEFAULT)
+TEST_ENTRY(engine_stop_strings_across_tokens, 120, TIER_DEFAULT)
+TEST_ENTRY(engine_n_choices_share_prompt_blocks, 120, TIER_DEFAULT)
+TEST_ENTRY(engine_cancel_queue_full_and_refusals, 120, TIER_DEFAULT)
+TEST_ENTRY(engine_stress_random, 300, TIER_DEFAULT)
+TEST_ENTRY(engine_stress_random_long, 1800, TIER_FULL)
+
 #include "test_list_tokenizer.h"

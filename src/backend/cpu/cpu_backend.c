@@ -16,6 +16,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define PARALLEL_MIN_ROWS 8
 
@@ -33,19 +35,42 @@ void *cpu_scratch_get(struct cpu_scratch *s, size_t n)
 
 /* ---- memory ---- */
 
+/* Large buffers (the KV pool) come straight from mmap: zero pages cost no
+ * memory until written, so a generous pool does not inflate RSS until used.
+ * A 64-byte header before each buffer records how to give it back. */
+#define MMAP_MIN_BYTES (2u << 20)
+#define HDR 64u
+
+struct alloc_hdr {
+    size_t map_bytes; /* 0: from aligned_alloc */
+};
+
 static void *cpu_alloc(struct backend *be, size_t nbytes)
 {
     (void)be;
     size_t n = (nbytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n ? n : 64);
-    if (p) memset(p, 0, n);
-    return p;
+    if (n >= MMAP_MIN_BYTES) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), map = n + page;
+        uint8_t *base = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED) return NULL;
+        uint8_t *user = base + page; /* page aligned, header in the page before */
+        ((struct alloc_hdr *)(user - HDR))->map_bytes = map;
+        return user;
+    }
+    uint8_t *p = aligned_alloc(64, HDR + (n ? n : 64));
+    if (!p) return NULL;
+    memset(p, 0, HDR + n);
+    return p + HDR;
 }
 
 static void cpu_release(struct backend *be, void *p)
 {
     (void)be;
-    free(p);
+    if (!p) return;
+    uint8_t *user = p;
+    size_t map = ((struct alloc_hdr *)(user - HDR))->map_bytes;
+    if (map) munmap(user - (size_t)sysconf(_SC_PAGESIZE), map);
+    else free(user - HDR);
 }
 
 static void cpu_copy(struct backend *be, void *dst, const void *src, size_t n)
@@ -168,6 +193,17 @@ static void cpu_rms_norm(struct backend *be, const float *x, const float *w, flo
     else pool_run(j.c->pool, norm_rows, &j);
 }
 
+static void cpu_kv_copy(struct backend *be, struct be_kv_layer kv, const int32_t *src, const int32_t *dst, int n,
+                        size_t block_elems)
+{
+    (void)be;
+    size_t bytes = block_elems * sizeof(f16_t);
+    for (int i = 0; i < n; i++) {
+        memcpy(kv.k + (size_t)dst[i] * block_elems, kv.k + (size_t)src[i] * block_elems, bytes);
+        memcpy(kv.v + (size_t)dst[i] * block_elems, kv.v + (size_t)src[i] * block_elems, bytes);
+    }
+}
+
 static void cpu_gather_rows(struct backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst)
 {
     (void)be;
@@ -202,6 +238,7 @@ static const struct backend_ops cpu_ops = {
     .rope = cpu_rope,
     .kv_store = cpu_kv_store,
     .attention = cpu_attention,
+    .kv_copy = cpu_kv_copy,
     .gather_rows = cpu_gather_rows,
 };
 

@@ -1,0 +1,531 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_engine.c: the engine end to end on the default model: batch
+ * invariance under chunked prefill and preemption, prefix caching, seeded
+ * sampling, stop strings across tokens, n choices sharing blocks,
+ * cancellation and refusals, and a randomized stress run. After each test
+ * every KV block is back in the pool and the block manager's invariants hold.
+ */
+#include "test.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "inferd/backend.h"
+#include "inferd/engine.h"
+#include "inferd/log.h"
+#include "inferd/rng.h"
+
+struct fixture {
+    struct backend *be;
+    struct model *m;
+    struct tokenizer *tok;
+    int32_t *text;      /* the teacher text, tokenized: a source of varied prompts */
+    int n_text;
+};
+
+static void fx_init(struct fixture *f)
+{
+    char err[512];
+    memset(f, 0, sizeof *f);
+    log_set_level(LOG_LEVEL_WARN);
+    struct backend_opts bo = { .device = "cpu", .n_threads = 2 };
+    struct model_load_opts mo = { .path = test_model_path() };
+    ASSERT_MSG(backend_create(&f->be, &bo, err, sizeof err) == 0, "%s", err);
+    ASSERT_MSG(model_load(&f->m, f->be, &mo, err, sizeof err) == 0, "%s", err);
+    ASSERT_MSG(tokenizer_load(&f->tok, f->m->gguf, err, sizeof err) == 0, "%s", err);
+    char path[4096];
+    size_t len;
+    char *txt = test_read_file(test_data_path("model/teacher_text.txt", path, sizeof path), &len);
+    f->text = malloc((len + 16) * sizeof *f->text);
+    f->n_text = tokenizer_encode(f->tok, txt, len, false, false, f->text, (int)len + 16);
+    ASSERT(f->n_text > 1000);
+    free(txt);
+}
+
+static void fx_free(struct fixture *f)
+{
+    free(f->text);
+    tokenizer_free(f->tok);
+    model_free(f->m);
+    backend_destroy(f->be);
+}
+
+static struct engine *make_engine(struct fixture *f, int kv_blocks, int budget, int max_seqs, int max_queued,
+                                  bool prefix)
+{
+    struct engine_config c;
+    engine_config_default(&c);
+    if (kv_blocks) c.kv_cache_bytes = (size_t)kv_blocks * kv_cache_block_bytes(&f->m->hp, c.block_size);
+    if (budget) c.max_num_batched_tokens = budget;
+    if (max_seqs) c.max_num_seqs = max_seqs;
+    if (max_queued) c.max_queued_requests = max_queued;
+    c.enable_prefix_caching = prefix;
+    if (!kv_blocks) c.kv_cache_bytes = 64u << 20;
+    c.max_model_len = 2048;
+    struct engine *e;
+    char err[512];
+    ASSERT_MSG(engine_create(&e, f->m, f->tok, &c, err, sizeof err) == 0, "%s", err);
+    return e;
+}
+
+/* Everything one request produced, per choice. */
+struct result {
+    int32_t ids[ENGINE_MAX_N][512];
+    int n[ENGINE_MAX_N];
+    char text[ENGINE_MAX_N][4096];
+    size_t text_len[ENGINE_MAX_N];
+    enum engine_finish finish[ENGINE_MAX_N];
+    char stop[ENGINE_MAX_N][ENGINE_MAX_STOP_LEN + 1];
+    int prompt_tokens, completion_tokens, cached_tokens;
+    int chunks;
+    bool done;
+};
+
+enum take_result { TAKE_END = 0, TAKE_CHUNK, TAKE_NOTHING };
+
+/* Takes one chunk into res: TAKE_CHUNK, TAKE_NOTHING (timeout) or TAKE_END (stream exhausted). */
+static enum take_result take(struct engine_stream *s, struct result *res, int timeout_ms)
+{
+    struct engine_chunk *c;
+    int rc = engine_stream_next(s, &c, timeout_ms);
+    if (rc == IFD_ERR_RANGE) return TAKE_END;
+    if (rc) return TAKE_NOTHING;
+    int k = c->choice;
+    ASSERT(k >= 0 && k < ENGINE_MAX_N);
+    for (int i = 0; i < c->n_tokens && res->n[k] < 512; i++) res->ids[k][res->n[k]++] = c->token_ids[i];
+    if (c->text_len && res->text_len[k] + c->text_len < sizeof res->text[k]) {
+        memcpy(res->text[k] + res->text_len[k], c->text, c->text_len);
+        res->text_len[k] += c->text_len;
+    }
+    if (c->finish) res->finish[k] = c->finish;
+    if (c->stop_reason) snprintf(res->stop[k], sizeof res->stop[k], "%s", c->stop_reason);
+    ASSERT_MSG(c->finish != ENGINE_FINISH_ERROR, "request failed: %s", c->error);
+    if (c->request_done) {
+        ASSERT(!res->done);
+        res->done = true;
+        res->prompt_tokens = c->prompt_tokens;
+        res->completion_tokens = c->completion_tokens;
+        res->cached_tokens = c->cached_tokens;
+    }
+    res->chunks++;
+    engine_chunk_free(c);
+    return TAKE_CHUNK;
+}
+
+static void drain(struct engine_stream *s, struct result *res)
+{
+    while (take(s, res, -1)) {}
+    ASSERT(res->done);
+    engine_stream_release(s);
+}
+
+static struct engine_stream *submit(struct engine *e, const int32_t *prompt, int n, const struct engine_params *p)
+{
+    struct engine_stream *s;
+    char err[512];
+    int rc = engine_submit(e, prompt, n, p, NULL, NULL, &s, err, sizeof err);
+    ASSERT_MSG(rc == 0, "submit: %s", err);
+    return s;
+}
+
+static void greedy_params(struct engine_params *p, int max_tokens)
+{
+    engine_params_default(p);
+    p->sampling.temperature = 0;
+    p->max_tokens = max_tokens;
+}
+
+/* Idle, every block back, invariants intact. */
+static void assert_pool_intact(struct engine *e)
+{
+    char err[256];
+    engine_wait_idle(e);
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    ASSERT_MSG(st.kv_blocks_used == 0, "%d KV blocks still in use", st.kv_blocks_used);
+    ASSERT_MSG(engine_validate(e, err, sizeof err) == 0, "%s", err);
+}
+
+TEST(engine_batch_invariance_with_preemption)
+{
+    struct fixture f;
+    fx_init(&f);
+    enum { N = 32, GEN = 16 };
+    static struct result alone[N], together[N];
+    memset(alone, 0, sizeof alone);
+    memset(together, 0, sizeof together);
+    int start[N], len[N];
+    for (int i = 0; i < N; i++) {
+        start[i] = (i * 37) % (f.n_text - 200);
+        len[i] = 8 + (i * 29) % 113; /* 8..120 tokens */
+    }
+    struct engine_params p;
+    greedy_params(&p, GEN);
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, false);
+    for (int i = 0; i < N; i++) drain(submit(e, f.text + start[i], len[i], &p), &alone[i]);
+    assert_pool_intact(e);
+    engine_destroy(e);
+
+    /* 24 blocks for ~170 blocks of demand, 48-token steps: chunked prefill and preemption */
+    e = make_engine(&f, 24, 48, 32, 64, true);
+    struct engine_stream *s[N];
+    for (int i = 0; i < N; i++) s[i] = submit(e, f.text + start[i], len[i], &p);
+    for (int i = 0; i < N; i++) drain(s[i], &together[i]);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(together[i].n[0], alone[i].n[0]);
+        ASSERT_MSG(memcmp(together[i].ids[0], alone[i].ids[0], (size_t)alone[i].n[0] * 4) == 0,
+                   "request %d: batched output differs from its solo run", i);
+        ASSERT_EQ(together[i].finish[0], alone[i].finish[0]);
+    }
+    struct engine_stats st;
+    assert_pool_intact(e);
+    engine_get_stats(e, &st);
+    test_note("32 requests, 24-block pool: %llu preemptions, %llu steps, peak %d blocks",
+              (unsigned long long)st.preemptions, (unsigned long long)st.steps, st.kv_blocks_peak);
+    ASSERT_MSG(st.preemptions > 0, "the pool was meant to force preemptions");
+    ASSERT_EQ(st.finished[ENGINE_FINISH_ERROR], 0);
+    engine_destroy(e);
+    fx_free(&f);
+}
+
+TEST(engine_prefix_cache_reuses_shared_prefix)
+{
+    struct fixture f;
+    fx_init(&f);
+    int32_t a[1100], b[1100];
+    const char *sa = " So, to sum up:", *sb = " The main lesson here is";
+    memcpy(a, f.text, 1000 * 4);
+    memcpy(b, f.text, 1000 * 4);
+    int na = 1000 + tokenizer_encode(f.tok, sa, strlen(sa), false, false, a + 1000, 100);
+    int nb = 1000 + tokenizer_encode(f.tok, sb, strlen(sb), false, false, b + 1000, 100);
+    struct engine_params p;
+    greedy_params(&p, 8);
+    static struct result ra, rb, rb_ref;
+    memset(&ra, 0, sizeof ra), memset(&rb, 0, sizeof rb), memset(&rb_ref, 0, sizeof rb_ref);
+
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, true);
+    drain(submit(e, a, na, &p), &ra);
+    engine_wait_idle(e);
+    struct engine_stats s0, s1;
+    engine_get_stats(e, &s0);
+    drain(submit(e, b, nb, &p), &rb);
+    engine_wait_idle(e);
+    engine_get_stats(e, &s1);
+    uint64_t hits = s1.prefix_hits - s0.prefix_hits, computed = s1.prompt_tokens - s0.prompt_tokens;
+    test_note("second request: %d prompt tokens, %llu from the prefix cache, %llu computed", nb,
+              (unsigned long long)hits, (unsigned long long)computed);
+    ASSERT_EQ(hits, 992); /* 62 full 16-token blocks of the 1000-token shared prefix */
+    ASSERT_EQ(computed, (uint64_t)nb - 992);
+    ASSERT_EQ(rb.cached_tokens, 992);
+    assert_pool_intact(e);
+    engine_destroy(e);
+
+    e = make_engine(&f, 0, 0, 0, 0, false);
+    drain(submit(e, b, nb, &p), &rb_ref);
+    ASSERT_EQ(rb.n[0], rb_ref.n[0]);
+    ASSERT_MSG(memcmp(rb.ids[0], rb_ref.ids[0], (size_t)rb.n[0] * 4) == 0, "cached prefix changed the output");
+    assert_pool_intact(e);
+    engine_destroy(e);
+    fx_free(&f);
+}
+
+TEST(engine_seeded_sampling_batch_independent)
+{
+    struct fixture f;
+    fx_init(&f);
+    struct engine_params p;
+    engine_params_default(&p);
+    p.sampling.temperature = 0.9f;
+    p.sampling.top_p = 0.95f;
+    p.sampling.seed = 1234;
+    p.has_seed = true;
+    p.max_tokens = 24;
+    static struct result solo, batched, other[7];
+    memset(&solo, 0, sizeof solo), memset(&batched, 0, sizeof batched), memset(other, 0, sizeof other);
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, true);
+    drain(submit(e, f.text + 100, 40, &p), &solo);
+    struct engine_stream *s[8];
+    for (int i = 0; i < 7; i++) {
+        struct engine_params q = p;
+        q.sampling.seed = 77 + (uint64_t)i;
+        q.sampling.temperature = 1.2f;
+        s[i] = submit(e, f.text + 300 + 50 * i, 10 + 9 * i, &q);
+    }
+    s[7] = submit(e, f.text + 100, 40, &p);
+    for (int i = 0; i < 7; i++) drain(s[i], &other[i]);
+    drain(s[7], &batched);
+    ASSERT_EQ(batched.n[0], solo.n[0]);
+    ASSERT_MSG(memcmp(batched.ids[0], solo.ids[0], (size_t)solo.n[0] * 4) == 0,
+               "the same seed drew different tokens inside a batch");
+    assert_pool_intact(e);
+    engine_destroy(e);
+    fx_free(&f);
+}
+
+TEST(engine_stop_strings_across_tokens)
+{
+    struct fixture f;
+    fx_init(&f);
+    const char *prompt = "Once upon a time, in a small village by the sea,";
+    int32_t ids[64];
+    int n = tokenizer_encode(f.tok, prompt, strlen(prompt), true, true, ids, 64);
+    struct engine_params p;
+    greedy_params(&p, 40);
+    p.ignore_eos = true;
+    static struct result full, stopped;
+    memset(&full, 0, sizeof full), memset(&stopped, 0, sizeof stopped);
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, true);
+    drain(submit(e, ids, n, &p), &full);
+    /* a stop string made of the end of one token's text and the start of the next's,
+     * at the first boundary from token 8 on where both pieces have two letters */
+    size_t offset = 0, at = 0;
+    int k = -1;
+    char piece[256], next[256];
+    for (int i = 0; i + 1 < full.n[0] && k < 0; i++) {
+        int a = tokenizer_token_to_piece(f.tok, full.ids[0][i], false, piece, sizeof piece);
+        int b = tokenizer_token_to_piece(f.tok, full.ids[0][i + 1], false, next, sizeof next);
+        ASSERT(a >= 0 && b >= 0);
+        offset += (size_t)a;
+        if (i >= 8 && a >= 2 && b >= 2 && piece[a - 2] != ' ' && piece[a - 1] != ' ' && next[0] != ' ' && next[1] != ' ') {
+            k = i;
+            at = offset - 2;
+        }
+    }
+    ASSERT(k >= 0 && at + 4 <= full.text_len[0]);
+    char stop[64];
+    snprintf(stop, sizeof stop, "%.4s", full.text[0] + at);
+    const char *first = strstr(full.text[0], stop);
+    size_t expect_len = (size_t)(first - full.text[0]);
+    p.n_stop = 1;
+    p.stop[0] = stop;
+    drain(submit(e, ids, n, &p), &stopped);
+    test_note("stop string \"%s\" spans tokens %d and %d; output stops after %zu bytes", stop, k, k + 1, expect_len);
+    ASSERT_EQ(stopped.finish[0], ENGINE_FINISH_STOP);
+    ASSERT_STR_EQ(stopped.stop[0], stop);
+    ASSERT_EQ(stopped.text_len[0], expect_len);
+    ASSERT(memcmp(stopped.text[0], full.text[0], expect_len) == 0);
+    ASSERT(strstr(stopped.text[0], stop) == NULL);
+    assert_pool_intact(e);
+    engine_destroy(e);
+    fx_free(&f);
+}
+
+TEST(engine_n_choices_share_prompt_blocks)
+{
+    struct fixture f;
+    fx_init(&f);
+    struct engine_params p;
+    engine_params_default(&p);
+    p.n = 4;
+    p.sampling.temperature = 1.0f;
+    p.sampling.seed = 7;
+    p.has_seed = true;
+    p.max_tokens = 8;
+    p.ignore_eos = true;
+    p.logprobs = 3;
+    static struct result r;
+    memset(&r, 0, sizeof r);
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, true);
+    drain(submit(e, f.text, 100, &p), &r); /* 6 full blocks + 4 tokens */
+    engine_wait_idle(e);
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    test_note("n = 4 on a 100-token prompt: peak %d KV blocks (unshared would be 28)", st.kv_blocks_peak);
+    /* 7 prompt blocks shared; each choice but one copies the partial 7th on its first write */
+    ASSERT(st.kv_blocks_peak >= 7 && st.kv_blocks_peak <= 10);
+    ASSERT_EQ(r.completion_tokens, 32);
+    ASSERT_EQ(r.prompt_tokens, 100);
+    int distinct = 0;
+    for (int k = 0; k < 4; k++) {
+        ASSERT_EQ(r.n[k], 8);
+        ASSERT_EQ(r.finish[k], ENGINE_FINISH_LENGTH);
+        if (k && memcmp(r.ids[k], r.ids[0], 32) != 0) distinct++;
+    }
+    ASSERT_MSG(distinct > 0, "four samples at temperature 1 were all identical");
+    assert_pool_intact(e);
+    engine_destroy(e);
+    fx_free(&f);
+}
+
+TEST(engine_cancel_queue_full_and_refusals)
+{
+    struct fixture f;
+    fx_init(&f);
+    char err[512];
+    struct engine_params p;
+    greedy_params(&p, 400);
+    p.ignore_eos = true;
+    struct engine *e = make_engine(&f, 0, 0, 1, 2, true);
+    /* cancel mid-stream: the stream ends with CANCELLED, blocks come back */
+    static struct result r;
+    memset(&r, 0, sizeof r);
+    struct engine_stream *s = submit(e, f.text, 50, &p);
+    while (r.chunks < 3) take(s, &r, -1);
+    engine_stream_cancel(s);
+    drain(s, &r);
+    ASSERT_EQ(r.finish[0], ENGINE_FINISH_CANCELLED);
+    ASSERT(r.n[0] < 400);
+    assert_pool_intact(e);
+    /* queue bound: one running (max_num_seqs 1), two queued, the next refused */
+    memset(&r, 0, sizeof r);
+    struct engine_stream *run = submit(e, f.text, 30, &p), *q1, *q2, *q3;
+    while (r.chunks < 1) take(run, &r, -1);
+    q1 = submit(e, f.text + 10, 20, &p);
+    q2 = submit(e, f.text + 20, 20, &p);
+    ASSERT_EQ(engine_submit(e, f.text, 20, &p, NULL, NULL, &q3, err, sizeof err), IFD_ERR_FULL);
+    ASSERT(strstr(err, "queue is full"));
+    engine_stream_release(run); /* unread and unfinished: cancelled */
+    engine_stream_release(q1);
+    engine_stream_release(q2);
+    assert_pool_intact(e);
+    /* refusals that name the problem */
+    int32_t big[2100];
+    for (int i = 0; i < 2100; i++) big[i] = f.text[i % f.n_text];
+    ASSERT_EQ(engine_submit(e, big, 2048, &p, NULL, NULL, &q3, err, sizeof err), IFD_ERR_RANGE);
+    ASSERT(strstr(err, "context holds 2048"));
+    struct engine_params bad = p;
+    bad.n = 0;
+    ASSERT_EQ(engine_submit(e, f.text, 5, &bad, NULL, NULL, &q3, err, sizeof err), IFD_ERR_INVALID);
+    bad = p;
+    bad.logprobs = 21;
+    ASSERT_EQ(engine_submit(e, f.text, 5, &bad, NULL, NULL, &q3, err, sizeof err), IFD_ERR_INVALID);
+    int32_t oob[2] = { 1, 1 << 20 };
+    ASSERT_EQ(engine_submit(e, oob, 2, &p, NULL, NULL, &q3, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT_EQ(engine_submit(e, oob, 0, &p, NULL, NULL, &q3, err, sizeof err), IFD_ERR_INVALID);
+    /* destroying the engine with requests in flight ends their streams cleanly */
+    struct engine_stream *inflight[2]; /* two: the queue bound is two */
+    for (int i = 0; i < 2; i++) inflight[i] = submit(e, f.text + 40 * i, 30, &p);
+    engine_destroy(e);
+    for (int i = 0; i < 2; i++) {
+        static struct result rr;
+        memset(&rr, 0, sizeof rr);
+        drain(inflight[i], &rr);
+        ASSERT_EQ(rr.finish[0], ENGINE_FINISH_CANCELLED);
+    }
+    fx_free(&f);
+}
+
+/* Consumer state of one stress request. */
+struct stress_req {
+    struct engine_stream *s;
+    struct result r;
+    int cancel_after; /* chunks before cancelling, or -1 */
+    bool open;
+};
+
+static void random_params(struct rng *g, struct engine_params *p, char stops[2][8])
+{
+    engine_params_default(p);
+    p->sampling.temperature = (float)(rng_next(g) % 4) * 0.4f;
+    p->sampling.top_k = (int)(rng_next(g) % 3) * 20;
+    p->sampling.top_p = rng_next(g) % 2 ? 0.9f : 1.0f;
+    p->sampling.min_p = rng_next(g) % 3 == 0 ? 0.05f : 0;
+    p->sampling.repetition_penalty = rng_next(g) % 4 == 0 ? 1.1f : 1.0f;
+    p->sampling.presence_penalty = rng_next(g) % 4 == 0 ? 0.5f : 0;
+    p->sampling.frequency_penalty = rng_next(g) % 4 == 0 ? 0.3f : 0;
+    p->has_seed = rng_next(g) % 2;
+    p->sampling.seed = rng_next(g);
+    p->n = 1 + (int)(rng_next(g) % 8 == 0 ? rng_next(g) % 4 : 0);
+    p->max_tokens = 1 + (int)(rng_next(g) % 24);
+    p->min_tokens = rng_next(g) % 5 == 0 ? (int)(rng_next(g) % (uint64_t)p->max_tokens) : 0;
+    p->logprobs = rng_next(g) % 4 == 0 ? (int)(rng_next(g) % 6) : -1;
+    p->priority = (int)(rng_next(g) % 3);
+    p->ignore_eos = rng_next(g) % 3 == 0;
+    if (rng_next(g) % 3 == 0) {
+        snprintf(stops[0], 8, "%c", "aeiou .,"[rng_next(g) % 8]);
+        snprintf(stops[1], 8, "the");
+        p->n_stop = 1 + (int)(rng_next(g) % 2);
+        p->stop[0] = stops[0];
+        p->stop[1] = stops[1];
+    }
+}
+
+/* Stream notifications wake the stress consumer instead of it spinning. */
+static pthread_mutex_t g_note_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_note_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t g_notes;
+
+static void on_note(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_note_mu);
+    g_notes++;
+    pthread_cond_signal(&g_note_cv);
+    pthread_mutex_unlock(&g_note_mu);
+}
+
+static void run_stress(int n_requests, int max_prompt, uint64_t seed)
+{
+    struct fixture f;
+    fx_init(&f);
+    struct engine *e = make_engine(&f, 40, 64, 16, 32, true);
+    struct rng g;
+    rng_seed(&g, seed);
+    struct stress_req *reqs = calloc((size_t)n_requests, sizeof *reqs);
+    static char stops[4096][2][8];
+    int submitted = 0, open = 0, cancelled = 0, refused = 0;
+    uint64_t seen_notes = 0;
+    while (submitted < n_requests || open > 0) {
+        pthread_mutex_lock(&g_note_mu); /* sleep until some stream has news */
+        while (g_notes == seen_notes && open > 0 && (open == 24 || submitted == n_requests)) pthread_cond_wait(&g_note_cv, &g_note_mu);
+        seen_notes = g_notes;
+        pthread_mutex_unlock(&g_note_mu);
+        while (submitted < n_requests && open < 24) {
+            struct stress_req *q = &reqs[submitted];
+            struct engine_params p;
+            random_params(&g, &p, stops[submitted % 4096]);
+            int len = 1 + (int)(rng_next(&g) % (uint64_t)max_prompt), start = (int)(rng_next(&g) % (uint64_t)(f.n_text - len));
+            char err[256];
+            int rc = engine_submit(e, f.text + start, len, &p, on_note, NULL, &q->s, err, sizeof err);
+            submitted++;
+            if (rc == IFD_ERR_FULL) {
+                refused++;
+                continue;
+            }
+            ASSERT_MSG(rc == 0, "submit %d: %s", submitted, err);
+            q->cancel_after = rng_next(&g) % 6 == 0 ? (int)(rng_next(&g) % 4) : -1;
+            q->open = true;
+            open++;
+        }
+        for (int i = 0; i < submitted; i++) {
+            struct stress_req *q = &reqs[i];
+            if (!q->open) continue;
+            if (q->cancel_after >= 0 && q->r.chunks >= q->cancel_after) {
+                if (rng_next(&g) % 2) engine_stream_cancel(q->s);
+                else { /* a consumer that just goes away */
+                    engine_stream_release(q->s);
+                    q->open = false;
+                    open--;
+                    cancelled++;
+                    continue;
+                }
+                q->cancel_after = -1;
+                cancelled++;
+            }
+            enum take_result t;
+            while ((t = take(q->s, &q->r, 0)) == TAKE_CHUNK) {} /* everything queued: no new note may come */
+            if (t == TAKE_END) {
+                ASSERT(q->r.done);
+                engine_stream_release(q->s);
+                q->open = false;
+                open--;
+            }
+        }
+    }
+    struct engine_stats st;
+    assert_pool_intact(e);
+    engine_get_stats(e, &st);
+    test_note("%d requests (%d refused by the queue bound, %d cancelled): %llu steps, %llu preemptions, %llu generated tokens",
+              n_requests, refused, cancelled, (unsigned long long)st.steps, (unsigned long long)st.preemptions,
+              (unsigned long long)st.generation_tokens);
+    ASSERT_EQ(st.finished[ENGINE_FINISH_ERROR], 0);
+    ASSERT(st.preemptions > 0);
+    free(reqs);
+    engine_destroy(e);
+    fx_free(&f);
+}
+
+TEST(engine_stress_random) { run_stress(150, 100, 2024); }
+TEST(engine_stress_random_long) { run_stress(1500, 300, 7); }
