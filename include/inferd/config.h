@@ -32,8 +32,12 @@ struct config {
     char device[16];
     char isa[16];
     int threads;
-    int ctx_size;
-    int batch_size;            /* max tokens per forward pass (prefill chunk) */
+    int ctx_size;              /* engine max_model_len (0: the model's) */
+    int max_num_batched_tokens;/* token budget of one engine step (prefill chunk size) */
+    int max_num_seqs;
+    int max_queued_requests;
+    uint64_t kv_cache_memory;  /* bytes; 0: derived from available memory */
+    int no_prefix_caching;
     char log_level[8];
     char config_file[CONFIG_PATH_MAX];
     /* generation */
@@ -46,12 +50,16 @@ struct config {
     float repeat_penalty;
     uint64_t seed;
     int ignore_eos;
+    char stop[256];
     /* bench */
     int prompt_len;
     int gen_len;
     int decode_depth;
     int repetitions;
     int json;
+    int requests;              /* > 0: engine benchmark with this many requests */
+    int concurrency;
+    int mixed;
 };
 
 /* Sets every field to its default. */

@@ -28,6 +28,17 @@ size_t cli_peak_rss(void)
     return kb * 1024;
 }
 
+void cli_engine_config(const struct config *c, struct engine_config *ec)
+{
+    engine_config_default(ec);
+    ec->max_num_batched_tokens = c->max_num_batched_tokens;
+    ec->max_num_seqs = c->max_num_seqs;
+    ec->max_queued_requests = c->max_queued_requests;
+    ec->max_model_len = c->ctx_size;
+    ec->kv_cache_bytes = (size_t)c->kv_cache_memory;
+    ec->enable_prefix_caching = !c->no_prefix_caching;
+}
+
 int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv)
 {
     char err[512];

@@ -10,6 +10,7 @@
 
 #include "inferd/backend.h"
 #include "inferd/config.h"
+#include "inferd/engine.h"
 #include "inferd/model.h"
 #include "inferd/tokenizer.h"
 
@@ -21,6 +22,9 @@ struct cli_runtime {
 
 int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t errlen);
 void cli_unload(struct cli_runtime *rt);
+
+/* Engine settings from the options. */
+void cli_engine_config(const struct config *c, struct engine_config *ec);
 
 double cli_now_s(void);
 /* Peak resident set size of this process in bytes (VmHWM), or 0 if unknown. */
@@ -36,6 +40,8 @@ int cli_run(int argc, char **argv, unsigned cmd, const char *usage, cli_check_fn
 
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* bench_engine.c: --requests N --concurrency C */
+int bench_engine(const struct config *c, struct cli_runtime *rt);
 /* Parses env + args for cmd into c, prints errors/help; returns -1 to exit(1), 1 after help, 0 to run. */
 int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv);
 

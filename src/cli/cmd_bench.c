@@ -21,7 +21,8 @@
 #include <stdlib.h>
 
 static const char *g_usage = "usage: inferd bench [options]\n"
-                             "Measures prefill and decode tokens/s and peak memory on one sequence.";
+                             "Measures prefill and decode tokens/s and peak memory on one sequence, or with\n"
+                             "--requests N --concurrency C serving throughput and latency through the engine.";
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -69,7 +70,7 @@ static int bench(const struct config *c, struct cli_runtime *rt)
     int32_t *tokens = malloc((size_t)(need + 1) * sizeof *tokens);
     double *pp = malloc((size_t)reps * sizeof *pp), *tg = malloc((size_t)reps * sizeof *tg);
     struct seq_runner sr;
-    int rc = (!tokens || !pp || !tg) ? IFD_ERR_NOMEM : seq_runner_init(&sr, rt->model, n_ctx, c->batch_size);
+    int rc = (!tokens || !pp || !tg) ? IFD_ERR_NOMEM : seq_runner_init(&sr, rt->model, n_ctx, c->max_num_batched_tokens);
     if (rc) {
         fprintf(stderr, "inferd: %s\n", ifd_strerror(rc));
         free(tokens), free(pp), free(tg);
@@ -108,7 +109,19 @@ static int bench(const struct config *c, struct cli_runtime *rt)
     return rc ? 1 : 0;
 }
 
+static int bench_main(const struct config *c, struct cli_runtime *rt)
+{
+    if (c->requests > 0) return bench_engine(c, rt);
+    return bench(c, rt);
+}
+
+static const char *check_bench(const struct config *c, const struct cli_runtime *rt)
+{
+    if (rt && c->requests > 0 && !rt->tok) return "the engine benchmark needs a tokenizer: pass --model FILE";
+    return NULL;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    return cli_run(argc, argv, CMD_BENCH, g_usage, NULL, bench);
+    return cli_run(argc, argv, CMD_BENCH, g_usage, check_bench, bench_main);
 }

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG };
+enum opt_type { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG, OPT_SIZE };
 
 struct option_row {
     const char *name;
@@ -50,8 +50,15 @@ static const struct option_row g_rows[] = {
     { "isa", 0, OPT_STR, F(isa), "", "INFERD_ISA", CMD_ALL, "CPU kernel set: scalar, avx2 or avx512 (default: best available)" },
     { "threads", 't', OPT_INT, F(threads), "0", "INFERD_THREADS", CMD_ALL, "CPU worker threads (0 = all cores)" },
     { "ctx-size", 'c', OPT_INT, F(ctx_size), "0", "INFERD_CTX_SIZE", CMD_ALL,
-      "context length in tokens (0 = prompt + generation, capped by the model)" },
-    { "batch-size", 'b', OPT_INT, F(batch_size), "512", NULL, CMD_ALL, "max tokens per forward pass (prefill chunk)" },
+      "max context length in tokens (0: the model's, capped by the KV cache)" },
+    { "max-num-batched-tokens", 'b', OPT_INT, F(max_num_batched_tokens), "512", "INFERD_MAX_NUM_BATCHED_TOKENS", CMD_ALL,
+      "token budget of one engine step: longer prompts are prefilled in chunks" },
+    { "max-num-seqs", 0, OPT_INT, F(max_num_seqs), "64", "INFERD_MAX_NUM_SEQS", CMD_ALL, "sequences decoded together at most" },
+    { "max-queued-requests", 0, OPT_INT, F(max_queued_requests), "256", NULL, CMD_ALL,
+      "requests waiting at most; more are refused" },
+    { "kv-cache-memory", 0, OPT_SIZE, F(kv_cache_memory), "0", "INFERD_KV_CACHE_MEMORY", CMD_ALL,
+      "KV cache size, e.g. 512M or 2G (0: a quarter of available memory, at most what max-num-seqs contexts use)" },
+    { "no-prefix-caching", 0, OPT_FLAG, F(no_prefix_caching), "0", NULL, CMD_ALL, "disable automatic prefix caching" },
     { "log-level", 0, OPT_STR, F(log_level), "warn", "INFERD_LOG_LEVEL", CMD_ALL, "debug, info, warn, error or off" },
     { "config", 0, OPT_STR, F(config_file), "", "INFERD_CONFIG", CMD_ALL,
       "JSON file of options ({\"threads\": 2, ...}); flags and environment override it" },
@@ -64,12 +71,18 @@ static const struct option_row g_rows[] = {
     { "repeat-penalty", 0, OPT_FLOAT, F(repeat_penalty), "1", NULL, CMD_GENERATE, "repetition penalty (1 = off)" },
     { "seed", 's', OPT_U64, F(seed), "0", NULL, CMD_GENERATE, "sampling seed" },
     { "ignore-eos", 0, OPT_FLAG, F(ignore_eos), "0", NULL, CMD_GENERATE, "keep generating past end-of-sequence tokens" },
+    { "stop", 0, OPT_STR, F(stop), "", NULL, CMD_GENERATE, "stop string (not printed)" },
     { "prompt-len", 0, OPT_INT, F(prompt_len), "512", NULL, CMD_BENCH, "prompt tokens for the prefill measurement" },
     { "gen-len", 0, OPT_INT, F(gen_len), "128", NULL, CMD_BENCH, "tokens for the decode measurement" },
     { "decode-depth", 0, OPT_INT, F(decode_depth), "128", NULL, CMD_BENCH,
       "context tokens already in the cache when the decode measurement starts" },
     { "repetitions", 'r', OPT_INT, F(repetitions), "5", NULL, CMD_BENCH, "runs per measurement (the median is reported)" },
     { "json", 0, OPT_FLAG, F(json), "0", NULL, CMD_BENCH, "print results as one JSON object" },
+    { "requests", 0, OPT_INT, F(requests), "0", NULL, CMD_BENCH,
+      "engine benchmark: requests to serve (0: the single-sequence prefill/decode benchmark)" },
+    { "concurrency", 0, OPT_INT, F(concurrency), "8", NULL, CMD_BENCH, "engine benchmark: requests in flight" },
+    { "mixed", 0, OPT_FLAG, F(mixed), "0", NULL, CMD_BENCH,
+      "engine benchmark: prompt and output lengths drawn from [1/4, 2] x --prompt-len / --gen-len" },
 };
 #define N_ROWS (sizeof g_rows / sizeof g_rows[0])
 
@@ -103,6 +116,19 @@ static int set_value(struct config *c, const struct option_row *r, const char *v
         if (errno || end == v || *end)
             return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not an unsigned integer", r->name, v);
         *(uint64_t *)field = x;
+        return 0;
+    }
+    case OPT_SIZE: { /* 123, 512K, 64M, 2G, 1.5GiB */
+        double x = strtod(v, &end);
+        if (errno || end == v || x < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not a size", r->name, v);
+        double mult = 1;
+        if (*end == 'K' || *end == 'k') mult = 1024.0, end++;
+        else if (*end == 'M' || *end == 'm') mult = 1024.0 * 1024, end++;
+        else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024 * 1024, end++;
+        if (mult > 1 && (*end == 'i' || *end == 'I')) end++;
+        if (mult > 1 && (*end == 'B' || *end == 'b')) end++;
+        if (*end || x * mult > 1e15) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--%s: '%s' is not a size", r->name, v);
+        *(uint64_t *)field = (uint64_t)(x * mult);
         return 0;
     }
     case OPT_FLAG:
@@ -231,8 +257,13 @@ int config_validate(const struct config *c, char *err, size_t errlen)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--load-format must be gguf or dummy");
     if (c->threads < 0 || c->threads > 1024) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--threads must be in [0, 1024]");
     if (c->ctx_size < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--ctx-size must be >= 0");
-    if (c->batch_size < 1 || c->batch_size > 65536)
-        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--batch-size must be in [1, 65536]");
+    if (c->max_num_batched_tokens < 1 || c->max_num_batched_tokens > 65536)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-num-batched-tokens must be in [1, 65536]");
+    if (c->max_num_seqs < 1 || c->max_num_seqs > 4096 || c->max_num_seqs > c->max_num_batched_tokens)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-num-seqs must be in [1, min(4096, --max-num-batched-tokens)]");
+    if (c->max_queued_requests < 1) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-queued-requests must be >= 1");
+    if (c->requests < 0 || c->concurrency < 1 || c->concurrency > 4096)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--requests must be >= 0 and --concurrency in [1, 4096]");
     if (log_level_parse(c->log_level) < 0)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--log-level must be debug, info, warn, error or off");
     if (c->n_predict < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--n-predict must be >= 0");

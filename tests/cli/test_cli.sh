@@ -61,12 +61,24 @@ bad_arguments)
     ;;
 context_overflow)
     expect_fail generate --model "$model" --ctx-size 8 --prompt "one two three four five six seven eight nine ten eleven"
-    contains "$err" "the context holds 8"
+    contains "$err" "context holds 8"
     ;;
 bench_json)
     expect_ok bench --model "$model" -r 1 --prompt-len 16 --gen-len 4 --decode-depth 4 --json
     contains "$out" '"prefill_tok_s"'
     contains "$out" '"peak_rss_mib"'
+    ;;
+bench_engine)
+    expect_ok bench --model "$model" --requests 6 --concurrency 3 --prompt-len 24 --gen-len 8 --mixed --json
+    contains "$out" '"output_tok_s"'
+    contains "$out" '"ttft_ms"'
+    expect_ok bench --model "$model" --requests 4 --concurrency 4 --prompt-len 16 --gen-len 4 --kv-cache-memory 8M
+    contains "$out" "KV cache"
+    ;;
+generate_stop)
+    expect_ok generate --model "$model" -n 24 --prompt "$prompt_chat" --stop "Paris"
+    contains "$err" "finish: stop"
+    grep -q "Paris" "$out" && fail "the stop string was printed"
     ;;
 bench_dummy)
     expect_ok bench --load-format dummy --dummy-preset tiny --dummy-type Q8_0 -r 1 --prompt-len 16 --gen-len 4
