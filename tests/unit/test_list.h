@@ -53,3 +53,4 @@ TEST_ENTRY(engine_stress_random_long, 1800, TIER_FULL)
 
 #include "test_list_tokenizer.h"
 #include "test_list_jinja.h"
+#include "test_list_attention.h"

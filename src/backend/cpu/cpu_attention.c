@@ -6,11 +6,17 @@
  * Attention reads K/V only through each sequence's block table (position t
  * lives in slot table[t / block_size] * block_size + t % block_size), with a
  * two-pass softmax whose rounding matches llama.cpp's (cpu_kernels.h,
- * struct cpu_attn_task). Work items are (sequence, chunk of query rows, KV
- * head), pulled from an atomic counter: all query heads of a GQA group share
- * each K/V row conversion. A query at position p sees context positions
- * 0..p (causal order by position), which covers prefill chunks, decodes and
- * chained speculative verification alike.
+ * struct cpu_attn_task). Work items are (sequence, chunk of up to 16 query
+ * rows, KV head), pulled from an atomic counter, latest chunks first. The
+ * kernel takes an item's rows together, so each K/V row is converted once
+ * for up to 16 rows x all query heads of the GQA group instead of once per
+ * row: prefill attention is bound by arithmetic, not by re-reading the
+ * context. Their scores (rows x heads x context) are held whole, because the
+ * softmax needs each row's global maximum; past a per-worker budget an item
+ * is attended in fewer rows per call. A query at position p sees context
+ * positions 0..p (causal order by position), which covers prefill chunks,
+ * decodes and chained speculative verification alike; every row gets the
+ * same bits however rows are grouped.
  *
  * Layer: backend/cpu.
  */
@@ -24,7 +30,6 @@
 #define PARALLEL_MIN_ROWS 8
 #define QUERY_CHUNK 16
 #define MAX_HEAD_DIM 512
-#define MAX_GQA 64 /* query heads per KV head */
 
 /* ---- RoPE ---- */
 
@@ -104,14 +109,19 @@ void cpu_kv_store(struct backend *be, struct be_kv_layer kv, const float *k, con
 
 /* ---- attention ---- */
 
+/* Floats of scores one worker keeps (2 MiB): a tile of 16 rows x 3 heads fits
+ * up to ~11k positions; longer contexts are attended in fewer rows per call,
+ * never fewer than one row (all of whose heads' scores the kernel needs). */
+#define SCORE_BUDGET (1 << 19)
+
 struct attn_job {
     struct cpu_ctx *c;
     const struct be_attention *a;
     int split;             /* parts each GQA group is split into (1, or G when work items are few) */
-    int64_t n_items;
-    int max_ctx;
-    float *scratch;        /* per worker: (G * max_ctx) scores + head_dim row */
-    size_t scratch_per_worker;
+    int rows_per_call;     /* query rows per kernel call: QUERY_CHUNK unless their scores outgrow SCORE_BUDGET */
+    int64_t n_chunks, n_items;
+    float *scratch;        /* per worker: queries, then scores, then the kernel's tile */
+    size_t q_floats, score_floats, scratch_per_worker;
     _Atomic int64_t next;
 };
 
@@ -129,68 +139,94 @@ static void item_rows(const struct batch_plan *p, int64_t chunk, int *seq, int *
     *r1 = *r0 + QUERY_CHUNK < p->query_start[s + 1] ? *r0 + QUERY_CHUNK : p->query_start[s + 1];
 }
 
+/* Fills q with t's queries (heads h0.. of rows row.. of sequence seq) and n_vis with their visible lengths.
+ * The query meets K at half precision, as in llama.cpp. Copying it here, before
+ * attend writes the same rows and heads of out, is what lets the model's
+ * workspace alias out onto q (model.h). */
+static void load_queries(const struct attn_job *j, const struct cpu_attn_task *t, int seq, int row, int h0, float *q,
+                         int *n_vis)
+{
+    const struct be_attention *a = j->a;
+    const struct batch_plan *p = a->plan;
+    int hd = a->head_dim;
+    f16_t q16[MAX_HEAD_DIM];
+    for (int r = 0; r < t->n_rows; r++) {
+        for (int g = 0; g < t->G; g++) {
+            j->c->k->to_f16(a->q + (size_t)(row + r) * a->n_head * hd + (size_t)(h0 + g) * hd, q16, hd);
+            for (int i = 0; i < hd; i++) q[((size_t)r * t->G + g) * hd + i] = f16_to_f32(q16[i]);
+        }
+        int pos = p->positions[row + r];
+        n_vis[r] = pos + 1 < p->context_len[seq] ? pos + 1 : p->context_len[seq];
+    }
+}
+
 static void attn_rows(void *arg, int ith, int nth)
 {
     (void)nth;
     struct attn_job *j = arg;
     const struct be_attention *a = j->a;
     const struct batch_plan *p = a->plan;
-    int hd = a->head_dim, G = a->n_head / a->n_head_kv, g_len = G / j->split;
-    float *scores = j->scratch + (size_t)ith * j->scratch_per_worker;
-    float q[MAX_GQA * MAX_HEAD_DIM];
-    f16_t q16[MAX_HEAD_DIM];
+    int hd = a->head_dim, G = a->n_head / a->n_head_kv, g_len = G / j->split, n_vis[QUERY_CHUNK];
+    float *q = j->scratch + (size_t)ith * j->scratch_per_worker;
+    struct cpu_attn_task t = {
+        .q = q, .out_stride = (size_t)a->n_head * hd, .G = g_len, .head_dim = hd, .n_vis = n_vis,
+        .kv_dim = a->n_head_kv * hd, .block_size = a->block_size, .scale = a->scale,
+        .scores = q + j->q_floats, .tile = q + j->q_floats + j->score_floats,
+    };
     for (;;) {
         int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (item >= j->n_items) break;
         int part = (int)(item % j->split), kvh = (int)(item / j->split % a->n_head_kv);
         int seq, r0, r1;
-        item_rows(p, item / j->split / a->n_head_kv, &seq, &r0, &r1);
+        /* last chunks first: they see the most context, and the short ones then even out the workers' ends */
+        item_rows(p, j->n_chunks - 1 - item / j->split / a->n_head_kv, &seq, &r0, &r1);
         int h0 = kvh * G + part * g_len;
-        struct cpu_attn_task t = {
-            .q = q, .G = g_len, .head_dim = hd, .k = a->kv.k + (size_t)kvh * hd, .v = a->kv.v + (size_t)kvh * hd,
-            .kv_dim = a->n_head_kv * hd, .table = p->block_tables + (size_t)seq * p->max_blocks,
-            .block_size = a->block_size, .scale = a->scale, .scores = scores,
-            .kv_row = scores + (size_t)G * j->max_ctx,
-        };
-        for (int row = r0; row < r1; row++) {
-            /* The query meets K at half precision, as in llama.cpp. Copying it here,
-             * before attend writes the same row and heads of out, is what lets the
-             * model's workspace alias out onto q (model.h). */
-            for (int g = 0; g < g_len; g++) {
-                const float *src = a->q + (size_t)row * a->n_head * hd + (size_t)(h0 + g) * hd;
-                j->c->k->to_f16(src, q16, hd);
-                for (int i = 0; i < hd; i++) q[g * hd + i] = f16_to_f32(q16[i]);
-            }
-            t.n_vis = p->positions[row] + 1 < p->context_len[seq] ? p->positions[row] + 1 : p->context_len[seq];
+        t.k = a->kv.k + (size_t)kvh * hd;
+        t.v = a->kv.v + (size_t)kvh * hd;
+        t.table = p->block_tables + (size_t)seq * p->max_blocks;
+        for (int row = r0; row < r1; row += t.n_rows) {
+            t.n_rows = r1 - row < j->rows_per_call ? r1 - row : j->rows_per_call;
+            load_queries(j, &t, seq, row, h0, q, n_vis);
             t.out = a->out + (size_t)row * a->n_head * hd + (size_t)h0 * hd;
             j->c->k->attend(&t);
         }
     }
 }
 
+/* Sizes the per-worker scratch for the job's widest context; returns it or NULL. */
+static float *attn_scratch(struct cpu_ctx *c, struct attn_job *j, int max_ctx)
+{
+    const struct be_attention *a = j->a;
+    size_t g_len = (size_t)(a->n_head / a->n_head_kv / j->split), stride = cpu_attn_score_stride(max_ctx);
+    size_t rows = SCORE_BUDGET / (g_len * stride);
+    j->rows_per_call = rows < 1 ? 1 : rows > QUERY_CHUNK ? QUERY_CHUNK : (int)rows;
+    j->q_floats = (size_t)j->rows_per_call * g_len * a->head_dim;
+    j->score_floats = (size_t)j->rows_per_call * g_len * stride;
+    /* whole cache lines per worker, so workers never share one */
+    j->scratch_per_worker = (j->q_floats + j->score_floats + CPU_ATTN_TILE_FLOATS + 15) & ~(size_t)15;
+    return cpu_scratch_get(&c->attn, (size_t)pool_size(c->pool) * j->scratch_per_worker * sizeof(float));
+}
+
 void cpu_attention(struct backend *be, const struct be_attention *a)
 {
     struct cpu_ctx *c = cpu_ctx(be);
     if (c->error) return;
-    int G = a->n_head / a->n_head_kv;
-    if (a->head_dim > MAX_HEAD_DIM || a->head_dim % 8 || G > MAX_GQA) {
+    if (a->head_dim > MAX_HEAD_DIM || a->head_dim % 8) {
         c->error = IFD_ERR_UNSUPPORTED;
         return;
     }
     struct attn_job j = { .c = c, .a = a, .split = 1 };
     const struct batch_plan *p = a->plan;
-    int64_t chunks = 0;
+    int max_ctx = 1;
     for (int s = 0; s < p->n_seqs; s++) {
-        chunks += (p->query_start[s + 1] - p->query_start[s] + QUERY_CHUNK - 1) / QUERY_CHUNK;
-        if (p->context_len[s] > j.max_ctx) j.max_ctx = p->context_len[s];
+        j.n_chunks += (p->query_start[s + 1] - p->query_start[s] + QUERY_CHUNK - 1) / QUERY_CHUNK;
+        if (p->context_len[s] > max_ctx) max_ctx = p->context_len[s];
     }
-    int nth = pool_size(c->pool);
     /* few items (a decode of one sequence): give each query head its own item for balance,
      * at the price of reading K/V once per head instead of once per group */
-    if (chunks * a->n_head_kv < 4 * nth) j.split = G;
-    j.n_items = chunks * a->n_head_kv * j.split;
-    j.scratch_per_worker = (size_t)G * (size_t)(j.max_ctx > 0 ? j.max_ctx : 1) + (size_t)a->head_dim;
-    j.scratch = cpu_scratch_get(&c->attn, (size_t)nth * j.scratch_per_worker * sizeof(float));
+    if (j.n_chunks * a->n_head_kv < 4 * pool_size(c->pool)) j.split = a->n_head / a->n_head_kv;
+    j.n_items = j.n_chunks * a->n_head_kv * j.split;
+    j.scratch = attn_scratch(c, &j, max_ctx);
     if (!j.scratch) {
         c->error = IFD_ERR_NOMEM;
         return;

@@ -42,24 +42,51 @@ enum cpu_act { CPU_ACT_F32 = 0, CPU_ACT_Q8_1F, CPU_ACT_Q8_K };
 typedef void (*cpu_gemm_fn)(const void *w, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1, const void *xa,
                             size_t xa_stride, int n, float *y, int64_t ldy, int accumulate);
 
-/* One query row of the G query heads that share a KV head, against positions
- * 0..n_vis-1 of one sequence's paged context. Rounding follows llama.cpp's
+/* Query rows of one sequence, each with the G query heads that share a KV
+ * head, against that sequence's paged context: row r sees positions
+ * 0..n_vis[r]-1 (rows may see different lengths). Rounding follows llama.cpp's
  * default CPU attention: q (already rounded to half by the caller) . k in
  * float, softmax against the global maximum with the sum in double, and the
- * normalized weights rounded to half before weighting V. */
+ * normalized weights rounded to half before weighting V. Each (row, head)
+ * pair's arithmetic does not depend on the other rows: a kernel gives every
+ * row the same bits whether it comes alone or in a tile, so K and V rows are
+ * converted once per call and shared by all n_rows * G pairs. */
 struct cpu_attn_task {
-    const float *q;          /* (G, head_dim), row stride head_dim */
-    float *out;              /* (G, head_dim), row stride head_dim */
-    int G, head_dim;
+    const float *q;          /* (n_rows, G, head_dim): pair (r, g) at q + (r * G + g) * head_dim */
+    float *out;              /* pair (r, g) at out + r * out_stride + g * head_dim */
+    size_t out_stride;
+    int n_rows, G, head_dim;
+    const int *n_vis;        /* (n_rows) visible context length of each row, >= 1 */
     const f16_t *k, *v;      /* this layer's pool, already offset to the KV head */
     int kv_dim;              /* halves between consecutive slots */
     const int32_t *table;    /* the sequence's block table */
     int block_size;
-    int n_vis;
     float scale;
-    float *scores;           /* (G, n_vis) scratch */
-    float *kv_row;           /* (head_dim) scratch */
+    float *scores;           /* (n_rows * G, cpu_attn_score_stride(max n_vis)) scratch */
+    float *tile;             /* (CPU_ATTN_TILE_FLOATS) scratch for K/V rows converted to float */
 };
+
+/* Floats of converted K/V rows a kernel keeps at once: small enough to stay in
+ * L1 next to the queries, at least 8 rows of the widest head (512). */
+#define CPU_ATTN_TILE_FLOATS 4096
+
+/* Floats between consecutive pairs' scores: the widest row rounded up to whole
+ * 8-float vectors, so scores of eight positions store as one. */
+static inline size_t cpu_attn_score_stride(int max_vis) { return ((size_t)max_vis + 7) & ~(size_t)7; }
+
+/* The longest n_vis of a task's rows. */
+static inline int cpu_attn_max_vis(const struct cpu_attn_task *t)
+{
+    int m = 0;
+    for (int r = 0; r < t->n_rows; r++) m = t->n_vis[r] > m ? t->n_vis[r] : m;
+    return m;
+}
+
+/* Output of pair pr = r * G + g. */
+static inline float *cpu_attn_pair_out(const struct cpu_attn_task *t, int pr)
+{
+    return t->out + (size_t)(pr / t->G) * t->out_stride + (size_t)(pr % t->G) * t->head_dim;
+}
 
 struct cpu_kernels {
     const char *name;
@@ -67,7 +94,7 @@ struct cpu_kernels {
     cpu_gemm_fn gemm_x8[QT_COUNT]; /* non-NULL: this set wants the type in CPU_LAYOUT_X8 */
     void (*quant_q8_1f)(const float *x, block_q8_1f *y, int64_t n);
     void (*quant_q8_K)(const float *x, block_q8_K *y, int64_t n);
-    void (*attend)(const struct cpu_attn_task *t);
+    void (*attend)(const struct cpu_attn_task *t);   /* bit-identical for any grouping of rows */
     void (*rms_norm)(const float *x, const float *w, float *out, int dim, float eps);
     void (*silu_mul)(float *h, const float *u, int n);        /* h = silu(h) * u */
     void (*to_f16)(const float *x, f16_t *y, int n);           /* round to nearest even */

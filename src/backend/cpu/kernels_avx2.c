@@ -361,22 +361,44 @@ ALWAYS_INLINE __m256 exp8(__m256 x)
 }
 
 
-/* Converts a half row to float (n a multiple of 8). */
-ALWAYS_INLINE void row_to_f32(const f16_t *x, float *y, int n)
+/* hsum of eight vectors at once: lane d of the result is hsum(v[d]) bit for
+ * bit, because each lane is added in hsum's order ((0+4) + (2+6)) + ((1+5) + (3+7)). */
+ALWAYS_INLINE __m256 hsum8(const __m256 v[8])
 {
-    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    __m256 a[4]; /* a[d]: lanes 0..3 hold v[d]'s l_i + l_{i+4}, lanes 4..7 v[d+4]'s */
+    for (int d = 0; d < 4; d++)
+        a[d] = _mm256_add_ps(_mm256_permute2f128_ps(v[d], v[d + 4], 0x20), _mm256_permute2f128_ps(v[d], v[d + 4], 0x31));
+    /* b01: (0+4)+(2+6) and (1+5)+(3+7) of v0, v1 | v4, v5; b23 likewise for v2, v3 | v6, v7 */
+    __m256 b01 = _mm256_add_ps(_mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 b23 = _mm256_add_ps(_mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(b01, b23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(b01, b23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-static float dot_f32_n8(const float *a, const float *b, int n)
+/* Lane partial sums of q's dot products with the 4 rows at k (hd apart, a
+ * multiple of 8), sharing each load of q: per row, two accumulators over
+ * alternating 8-float slices, the odd tail slice in the first, then added.
+ * Every score is hsum of this, so a pair's scores are summed alike wherever
+ * and with whichever rows they are computed. */
+ALWAYS_INLINE void dot_lanes4(const float *k, const float *q, int hd, __m256 v[4])
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc0[4], acc1[4];
+    for (int l = 0; l < 4; l++) acc0[l] = acc1[l] = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    for (; i + 16 <= hd; i += 16) {
+        __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+        for (int l = 0; l < 4; l++) {
+            acc0[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)l * hd + i), q0, acc0[l]);
+            acc1[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)l * hd + i + 8), q1, acc1[l]);
+        }
     }
-    if (i < n) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    return hsum(_mm256_add_ps(acc0, acc1));
+    if (i < hd) {
+        __m256 q0 = _mm256_loadu_ps(q + i);
+        for (int l = 0; l < 4; l++) acc0[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)l * hd + i), q0, acc0[l]);
+    }
+    for (int l = 0; l < 4; l++) v[l] = _mm256_add_ps(acc0[l], acc1[l]);
 }
 
 /* Softmax of one head's scores in place, then rounded to half (llama.cpp's points):
@@ -410,46 +432,126 @@ static void softmax_to_half(float *sc, int n)
     for (; p < n; p++) sc[p] = f16_to_f32(f32_to_f16(sc[p] * inv));
 }
 
-/* Prefetches the head's K or V row of position p (the cache is streamed once per token). */
-ALWAYS_INLINE void prefetch_row(const struct cpu_attn_task *t, const f16_t *base, int p)
-{
-    if (p >= t->n_vis) return;
-    size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    const char *row = (const char *)(base + slot * t->kv_dim);
-    for (int off = 0; off < t->head_dim * 2; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
-}
-
 #define ATTN_PREFETCH_ROWS 8
 
-/* Each K and V row is converted to float once and serves all G heads. */
+/* Walks positions in order through the block table without dividing per row. */
+struct kv_cursor {
+    const f16_t *base; /* the pool at the KV head */
+    int block, off;    /* position = block * block_size + off */
+};
+
+ALWAYS_INLINE struct kv_cursor kv_at(const struct cpu_attn_task *t, const f16_t *base, int p)
+{
+    return (struct kv_cursor){ base, p / t->block_size, p % t->block_size };
+}
+
+/* The cursor's row, then the cursor moves to the next position. */
+ALWAYS_INLINE const f16_t *kv_next(const struct cpu_attn_task *t, struct kv_cursor *c)
+{
+    const f16_t *row = c->base + ((size_t)t->table[c->block] * t->block_size + c->off) * t->kv_dim;
+    if (++c->off == t->block_size) c->off = 0, c->block++;
+    return row;
+}
+
+/* Converts rows [p0, p0 + n) of K or V to float rows of t->tile (head_dim
+ * apart), zeroing the rest of the last 8-row group so scores can be computed
+ * eight at a time. The cache is streamed once per tile, so rows are
+ * prefetched ahead, up to end (the last position any row sees). */
+static void load_tile(const struct cpu_attn_task *t, const f16_t *base, int p0, int n, int end)
+{
+    int hd = t->head_dim;
+    struct kv_cursor at = kv_at(t, base, p0), ahead = kv_at(t, base, p0 + ATTN_PREFETCH_ROWS);
+    for (int j = 0; j < n; j++) {
+        if (p0 + j + ATTN_PREFETCH_ROWS < end) {
+            const char *row = (const char *)kv_next(t, &ahead);
+            for (int off = 0; off < hd * 2; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
+        }
+        const f16_t *src = kv_next(t, &at);
+        for (int i = 0; i < hd; i += 8)
+            _mm256_storeu_ps(t->tile + (size_t)j * hd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    }
+    int padded = (n + 7) & ~7;
+    memset(t->tile + (size_t)n * hd, 0, (size_t)(padded - n) * hd * sizeof(float));
+}
+
+/* Scores of every pair against the tile's positions [p0, p0 + n), eight
+ * positions per store: a pair's last group may run past its n_vis (into the
+ * tile's zero rows), and those scores are never read. */
+static void tile_scores(const struct cpu_attn_task *t, int p0, int n, size_t stride)
+{
+    int hd = t->head_dim, n_pairs = t->n_rows * t->G;
+    const __m256 vs = _mm256_set1_ps(t->scale);
+    for (int pr = 0; pr < n_pairs; pr++) {
+        int lim = t->n_vis[pr / t->G] - p0 < n ? t->n_vis[pr / t->G] - p0 : n;
+        const float *q = t->q + (size_t)pr * hd;
+        for (int j = 0; j < lim; j += 8) {
+            __m256 d[8];
+            dot_lanes4(t->tile + (size_t)j * hd, q, hd, d);
+            dot_lanes4(t->tile + (size_t)(j + 4) * hd, q, hd, d + 4);
+            _mm256_storeu_ps(t->scores + pr * stride + p0 + j, _mm256_mul_ps(hsum8(d), vs));
+        }
+    }
+}
+
+/* out[0, 8 * NS) += w[p] * v row p for p in [0, n) in order. The NS
+ * accumulators stay in registers across the rows; 8 of them keep both FMA
+ * pipes busy despite each row's dependency on the last. */
+ALWAYS_INLINE void weigh_rows(float *out, const float *v, int hd, const float *w, int n, const int NS)
+{
+    __m256 acc[8];
+    for (int s = 0; s < NS; s++) acc[s] = _mm256_loadu_ps(out + 8 * s);
+    for (int p = 0; p < n; p++) {
+        if (w[p] == 0.f) continue; /* underflowed weights add nothing */
+        __m256 vw = _mm256_set1_ps(w[p]);
+        for (int s = 0; s < NS; s++) acc[s] = _mm256_fmadd_ps(vw, _mm256_loadu_ps(v + (size_t)p * hd + 8 * s), acc[s]);
+    }
+    for (int s = 0; s < NS; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
+}
+
+/* Adds every pair's weighted tile rows [p0, p0 + n) of V to its output, 64
+ * dimensions at a time, then the remaining 8-float slices in 4, 2 and 1. */
+static void tile_values(const struct cpu_attn_task *t, int p0, int n, size_t stride)
+{
+    int hd = t->head_dim, n_pairs = t->n_rows * t->G;
+    for (int pr = 0; pr < n_pairs; pr++) {
+        int lim = t->n_vis[pr / t->G] - p0 < n ? t->n_vis[pr / t->G] - p0 : n;
+        if (lim <= 0) continue;
+        const float *w = t->scores + pr * stride + p0;
+        float *out = cpu_attn_pair_out(t, pr);
+        int i = 0;
+        for (; i + 64 <= hd; i += 64) weigh_rows(out + i, t->tile + i, hd, w, lim, 8);
+        if (hd - i >= 32) {
+            weigh_rows(out + i, t->tile + i, hd, w, lim, 4);
+            i += 32;
+        }
+        if (hd - i >= 16) {
+            weigh_rows(out + i, t->tile + i, hd, w, lim, 2);
+            i += 16;
+        }
+        if (hd - i >= 8) weigh_rows(out + i, t->tile + i, hd, w, lim, 1);
+    }
+}
+
+/* Tiles of positions: each K and V row is converted to float once and serves
+ * all n_rows * G pairs, whose scores and outputs are computed exactly as if
+ * each row came alone. */
 static void avx2_attend(const struct cpu_attn_task *t)
 {
-    int hd = t->head_dim, G = t->G, bs = t->block_size;
-    float *row = t->kv_row;
-    for (int p = 0; p < ATTN_PREFETCH_ROWS; p++) prefetch_row(t, t->k, p);
-    for (int p = 0; p < t->n_vis; p++) {
-        size_t slot = (size_t)t->table[p / bs] * bs + p % bs;
-        prefetch_row(t, t->k, p + ATTN_PREFETCH_ROWS);
-        row_to_f32(t->k + slot * t->kv_dim, row, hd);
-        for (int g = 0; g < G; g++) t->scores[(size_t)g * t->n_vis + p] = dot_f32_n8(row, t->q + (size_t)g * hd, hd) * t->scale;
+    int hd = t->head_dim, max_vis = cpu_attn_max_vis(t), tile_rows = (CPU_ATTN_TILE_FLOATS / hd) & ~7;
+    size_t stride = cpu_attn_score_stride(max_vis);
+    for (int p0 = 0; p0 < max_vis; p0 += tile_rows) {
+        int n = max_vis - p0 < tile_rows ? max_vis - p0 : tile_rows;
+        load_tile(t, t->k, p0, n, max_vis);
+        tile_scores(t, p0, n, stride);
     }
-    for (int g = 0; g < G; g++) {
-        softmax_to_half(t->scores + (size_t)g * t->n_vis, t->n_vis);
-        memset(t->out + (size_t)g * hd, 0, (size_t)hd * sizeof(float));
+    for (int pr = 0; pr < t->n_rows * t->G; pr++) {
+        softmax_to_half(t->scores + pr * stride, t->n_vis[pr / t->G]);
+        memset(cpu_attn_pair_out(t, pr), 0, (size_t)hd * sizeof(float));
     }
-    for (int p = 0; p < ATTN_PREFETCH_ROWS; p++) prefetch_row(t, t->v, p);
-    for (int p = 0; p < t->n_vis; p++) {
-        size_t slot = (size_t)t->table[p / bs] * bs + p % bs;
-        prefetch_row(t, t->v, p + ATTN_PREFETCH_ROWS);
-        row_to_f32(t->v + slot * t->kv_dim, row, hd);
-        for (int g = 0; g < G; g++) {
-            float w = t->scores[(size_t)g * t->n_vis + p];
-            if (w == 0.f) continue; /* underflowed weights add nothing */
-            __m256 vw = _mm256_set1_ps(w);
-            float *out = t->out + (size_t)g * hd;
-            for (int i = 0; i < hd; i += 8)
-                _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(row + i), _mm256_loadu_ps(out + i)));
-        }
+    for (int p0 = 0; p0 < max_vis; p0 += tile_rows) {
+        int n = max_vis - p0 < tile_rows ? max_vis - p0 : tile_rows;
+        load_tile(t, t->v, p0, n, max_vis);
+        tile_values(t, p0, n, stride);
     }
 }
 

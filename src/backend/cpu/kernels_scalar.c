@@ -135,29 +135,53 @@ CPU_DEFINE_ROWS_GEMM(gemm_f32, float, float, 1, dot_f32)
 CPU_DEFINE_ROWS_GEMM(gemm_f16, f16_t, float, 1, dot_f16w)
 CPU_DEFINE_ROWS_GEMM(gemm_bf16, bf16_t, float, 1, dot_bf16w)
 
-/* ---- helpers ---- */
+/* ---- attention ---- */
 
+/* Converts position p's K or V row (base: the pool at the KV head) to float. */
+static void load_row(const struct cpu_attn_task *t, const f16_t *base, int p, float *row)
+{
+    size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
+    for (int i = 0; i < t->head_dim; i++) row[i] = f16_to_f32(base[slot * t->kv_dim + i]);
+}
+
+/* In place: scores -> exp against the max, sum in double, weights rounded to half. */
+static void softmax_to_half(float *sc, int n)
+{
+    float max = -INFINITY;
+    for (int p = 0; p < n; p++)
+        if (sc[p] > max) max = sc[p];
+    double sum = 0;
+    for (int p = 0; p < n; p++) sum += (sc[p] = expf(sc[p] - max));
+    float inv = (float)(1.0 / sum);
+    for (int p = 0; p < n; p++) sc[p] = f16_to_f32(f32_to_f16(sc[p] * inv));
+}
+
+/* Position-major: each K and V row is converted once and serves every pair that sees it. */
 static void scalar_attend(const struct cpu_attn_task *t)
 {
-    int hd = t->head_dim;
-    for (int g = 0; g < t->G; g++) {
-        float *sc = t->scores + (size_t)g * t->n_vis, max = -INFINITY;
-        for (int p = 0; p < t->n_vis; p++) {
-            size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-            sc[p] = dot_f16w(t->k + slot * t->kv_dim, t->q + (size_t)g * hd, hd) * t->scale;
-            if (sc[p] > max) max = sc[p];
-        }
-        double sum = 0;
-        for (int p = 0; p < t->n_vis; p++) sum += (sc[p] = expf(sc[p] - max));
-        float inv = (float)(1.0 / sum), *out = t->out + (size_t)g * hd;
-        memset(out, 0, (size_t)hd * sizeof *out);
-        for (int p = 0; p < t->n_vis; p++) {
-            float w = f16_to_f32(f32_to_f16(sc[p] * inv));
-            size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-            for (int i = 0; i < hd; i++) out[i] += w * f16_to_f32(t->v[slot * t->kv_dim + i]);
+    int hd = t->head_dim, G = t->G, n_pairs = t->n_rows * G, max_vis = cpu_attn_max_vis(t);
+    size_t stride = cpu_attn_score_stride(max_vis);
+    float *row = t->tile;
+    for (int p = 0; p < max_vis; p++) {
+        load_row(t, t->k, p, row);
+        for (int pr = 0; pr < n_pairs; pr++)
+            if (p < t->n_vis[pr / G]) t->scores[pr * stride + p] = dot_f32(row, t->q + (size_t)pr * hd, hd) * t->scale;
+    }
+    for (int pr = 0; pr < n_pairs; pr++) {
+        softmax_to_half(t->scores + pr * stride, t->n_vis[pr / G]);
+        memset(cpu_attn_pair_out(t, pr), 0, (size_t)hd * sizeof(float));
+    }
+    for (int p = 0; p < max_vis; p++) {
+        load_row(t, t->v, p, row);
+        for (int pr = 0; pr < n_pairs; pr++) {
+            if (p >= t->n_vis[pr / G]) continue;
+            float w = t->scores[pr * stride + p], *out = cpu_attn_pair_out(t, pr);
+            for (int i = 0; i < hd; i++) out[i] += w * row[i];
         }
     }
 }
+
+/* ---- helpers ---- */
 
 /* Squares in float, summed in double (as ggml, so norms agree with llama.cpp's). */
 static void scalar_rms_norm(const float *x, const float *w, float *out, int dim, float eps)
