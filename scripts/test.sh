@@ -15,6 +15,7 @@ tier=(-LE full)
 scripts/install_deps.sh
 scripts/fetch_model.sh
 scripts/fetch_model.sh gemma3
+scripts/python_env.sh
 jobs=$(nproc)
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DINFERD_WERROR=ON > /dev/null

@@ -6,7 +6,10 @@
  * this struct, so every subcommand sees the same names and checks.
  *
  * Precedence: built-in default < config file (--config FILE, JSON) <
- * environment variable < command-line flag.
+ * environment variable < command-line flag. Environment names are inferd's
+ * own (INFERD_*) first, then the SageMaker / LMI / vLLM-container names
+ * people already set for other servers (SAGEMAKER_BIND_TO_PORT, HF_MODEL_ID,
+ * OPTION_MAX_ROLLING_BATCH_SIZE, SM_VLLM_<OPTION>, ...).
  *
  * Layer: util (used by main.c and the subcommands; the engine receives plain
  * values taken from it, never the struct).
@@ -21,7 +24,7 @@
 #define CONFIG_PATH_MAX 4096
 
 /* Which subcommands an option applies to. */
-enum config_cmd { CMD_GENERATE = 1u, CMD_BENCH = 2u, CMD_ALL = 3u };
+enum config_cmd { CMD_GENERATE = 1u, CMD_BENCH = 2u, CMD_SERVE = 4u, CMD_ALL = 7u };
 
 struct config {
     /* model and backend */
@@ -37,9 +40,26 @@ struct config {
     int max_num_seqs;
     int max_queued_requests;
     uint64_t kv_cache_memory;  /* bytes; 0: derived from available memory */
-    int no_prefix_caching;
-    char log_level[8];
+    int enable_prefix_caching;
+    char log_level[8];         /* "": warn for offline commands, info for serve */
+    char log_format[8];        /* text | json */
+    char log_file[CONFIG_PATH_MAX];
     char config_file[CONFIG_PATH_MAX];
+    /* serve */
+    char host[64];
+    int port;
+    int http_threads;
+    int max_connections;
+    uint64_t max_body_size;
+    uint64_t max_header_size;
+    int timeout_s;
+    int keepalive_s;
+    char api_key[1024];        /* comma-separated keys */
+    char api_key_file[CONFIG_PATH_MAX];
+    int auth_health;
+    char served_model_name[256];
+    char chat_template[CONFIG_PATH_MAX];
+    float shutdown_timeout;
     /* generation */
     char prompt[65536];
     int n_predict;

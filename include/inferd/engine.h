@@ -130,7 +130,9 @@ struct engine_chunk {
 
 void engine_chunk_free(struct engine_chunk *c);
 
-/* Called from the engine thread when a stream has new chunks; must not block. */
+/* Called from the engine thread when a stream has new chunks, with the stream's
+ * lock held: it must not block or call back into the stream. It is never
+ * called after engine_stream_release returns. */
 typedef void (*engine_notify_fn)(void *arg);
 
 int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, const struct engine_config *cfg,

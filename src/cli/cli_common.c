@@ -4,8 +4,10 @@
 #include "inferd/error.h"
 #include "inferd/log.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
@@ -28,6 +30,46 @@ size_t cli_peak_rss(void)
     return kb * 1024;
 }
 
+/* The first *.gguf (by name) in dir, into out. */
+static int first_gguf(const char *dir, char *out, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) return IFD_ERR_NOT_FOUND;
+    char best[256] = "";
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0 && (!best[0] || strcmp(e->d_name, best) < 0))
+            snprintf(best, sizeof best, "%s", e->d_name);
+    }
+    closedir(d);
+    if (!best[0]) return IFD_ERR_NOT_FOUND;
+    snprintf(out, cap, "%s/%s", dir, best);
+    return 0;
+}
+
+int cli_model_path(const struct config *c, char *out, size_t cap, char *err, size_t errlen)
+{
+    struct stat st;
+    if (c->model[0]) {
+        if (stat(c->model, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (first_gguf(c->model, out, cap))
+                return ifd_fail(err, errlen, IFD_ERR_NOT_FOUND, "--model %s: the directory holds no .gguf file", c->model);
+            return 0;
+        }
+        if (stat(c->model, &st) != 0 && !strchr(c->model, '/'))
+            return ifd_fail(err, errlen, IFD_ERR_NOT_FOUND,
+                            "--model %s: no such file (models are loaded from local GGUF files; nothing is downloaded)",
+                            c->model);
+        snprintf(out, cap, "%s", c->model);
+        return 0;
+    }
+    if (config_find_default_model(out, cap) == 0) return 0;
+    if (first_gguf("/opt/ml/model", out, cap) == 0) return 0; /* SageMaker puts model data here */
+    return ifd_fail(err, errlen, IFD_ERR_NOT_FOUND,
+                    "no --model given and the default model (models/%s) was not found; run scripts/fetch_model.sh",
+                    CONFIG_DEFAULT_MODEL_FILE);
+}
+
 void cli_engine_config(const struct config *c, struct engine_config *ec)
 {
     engine_config_default(ec);
@@ -36,18 +78,18 @@ void cli_engine_config(const struct config *c, struct engine_config *ec)
     ec->max_queued_requests = c->max_queued_requests;
     ec->max_model_len = c->ctx_size;
     ec->kv_cache_bytes = (size_t)c->kv_cache_memory;
-    ec->enable_prefix_caching = !c->no_prefix_caching;
+    ec->enable_prefix_caching = c->enable_prefix_caching != 0;
 }
 
-int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv)
+int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv, int first)
 {
     char err[512];
     int help = 0;
     config_defaults(c);
-    const char *file = config_file_arg(argc, argv, 2);
+    const char *file = config_file_arg(argc, argv, first);
     if (!file && getenv("INFERD_CONFIG")) file = getenv("INFERD_CONFIG");
     if ((file && config_apply_file(c, cmd, file, err, sizeof err)) || config_apply_env(c, cmd, err, sizeof err) ||
-        config_parse_args(c, cmd, argc, argv, 2, &help, err, sizeof err) ||
+        config_parse_args(c, cmd, argc, argv, first, &help, err, sizeof err) ||
         (!help && config_validate(c, err, sizeof err))) {
         fprintf(stderr, "inferd: %s\n", err);
         return -1;
@@ -57,7 +99,12 @@ int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char 
         config_print_help(stdout, cmd);
         return 1;
     }
-    log_set_level((enum log_level)log_level_parse(c->log_level));
+    log_set_level((enum log_level)log_level_parse(c->log_level[0] ? c->log_level : cmd == CMD_SERVE ? "info" : "warn"));
+    log_set_json(strcmp(c->log_format, "json") == 0);
+    if (c->log_file[0] && log_open(c->log_file)) {
+        fprintf(stderr, "inferd: cannot open --log-file %s\n", c->log_file);
+        return -1;
+    }
     return 0;
 }
 
@@ -78,13 +125,11 @@ int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t e
     if (rc) return rc;
     int dummy = strcmp(c->load_format, "dummy") == 0;
     char path[CONFIG_PATH_MAX];
-    const char *model_path = c->model[0] ? c->model : NULL;
-    if (!model_path && !dummy) {
-        if (config_find_default_model(path, sizeof path) != 0) {
+    const char *model_path = NULL;
+    if (c->model[0] || !dummy) {
+        if ((rc = cli_model_path(c, path, sizeof path, err, errlen))) {
             cli_unload(rt);
-            return ifd_fail(err, errlen, IFD_ERR_NOT_FOUND,
-                            "no --model given and the default model (models/%s) was not found; run scripts/fetch_model.sh",
-                            CONFIG_DEFAULT_MODEL_FILE);
+            return rc;
         }
         model_path = path;
     }
@@ -115,7 +160,7 @@ int cli_run(int argc, char **argv, unsigned cmd, const char *usage, cli_check_fn
 {
     struct config *c = malloc(sizeof *c); /* large (prompt buffer): not on the stack */
     if (!c) return 1;
-    int status = 1, p = cli_parse(c, cmd, usage, argc, argv);
+    int status = 1, p = cli_parse(c, cmd, usage, argc, argv, 2);
     const char *msg = p || !check ? NULL : check(c, NULL);
     struct cli_runtime rt;
     char err[512];

@@ -42,7 +42,11 @@ int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* bench_engine.c: --requests N --concurrency C */
 int bench_engine(const struct config *c, struct cli_runtime *rt);
-/* Parses env + args for cmd into c, prints errors/help; returns -1 to exit(1), 1 after help, 0 to run. */
-int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv);
+/* Parses config file + env + args (argv[first..]) for cmd into c, prints errors/help;
+ * returns -1 to exit(1), 1 after help, 0 to run. */
+int cli_parse(struct config *c, unsigned cmd, const char *usage, int argc, char **argv, int first);
+/* The model file to load: --model (a file, or a directory holding one .gguf), else the default model. */
+int cli_model_path(const struct config *c, char *out, size_t cap, char *err, size_t errlen);
+int cmd_serve(int argc, char **argv, int first);
 
 #endif

@@ -189,6 +189,7 @@ void engine_stream_release(struct engine_stream *s)
 {
     pthread_mutex_lock(&s->mu);
     bool done = s->last_queued;
+    s->notify = NULL; /* the consumer's notify argument may be freed from now on */
     pthread_mutex_unlock(&s->mu);
     if (!done) engine_stream_cancel(s);
     engine_stream_put(s);
@@ -242,8 +243,9 @@ void engine_emit(struct engine *e, struct request *r, struct engine_chunk *c, bo
     }
     if (request_done) s->last_queued = true;
     pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    /* under the lock: once engine_stream_release returns, notify is never called again */
     if (s->notify) s->notify(s->notify_arg);
+    pthread_mutex_unlock(&s->mu);
     if (request_done) {
         request_free(r);
         engine_stream_put(s);

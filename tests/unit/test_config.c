@@ -26,8 +26,10 @@ TEST(config_examples_load)
         if (len < 6 || strcmp(e->d_name + len - 5, ".json")) continue;
         unsigned cmd = strncmp(e->d_name, "generate-", 9) == 0 ? CMD_GENERATE
                      : strncmp(e->d_name, "bench-", 6) == 0   ? CMD_BENCH
+                     : strncmp(e->d_name, "serve-", 6) == 0   ? CMD_SERVE
                                                                : 0;
-        ASSERT_MSG(cmd, "configs/%s: name must start with the command it is for (generate-, bench-)", e->d_name);
+        ASSERT_MSG(cmd, "configs/%s: name must start with the command it is for (generate-, bench-, serve-)",
+                   e->d_name);
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         config_defaults(c);
         ASSERT_MSG(config_apply_file(c, cmd, path, err, sizeof err) == 0, "%s: %s", e->d_name, err);
@@ -35,7 +37,7 @@ TEST(config_examples_load)
         n++;
     }
     closedir(d);
-    ASSERT(n >= 2);
+    ASSERT(n >= 4);
     free(c);
 }
 
@@ -77,5 +79,37 @@ TEST(config_precedence_and_errors)
     ASSERT_EQ(config_validate(c, err, sizeof err), IFD_ERR_INVALID);
     ASSERT(strstr(err, "--top-p"));
     unlink(path);
+    free(c);
+}
+
+/* The environment a SageMaker LMI or vLLM container is given maps onto our
+ * options; INFERD_* wins over the container names when both are set. */
+TEST(config_sagemaker_environment)
+{
+    char err[512];
+    struct config *c = malloc(sizeof *c);
+    config_defaults(c);
+    setenv("HF_MODEL_ID", "/opt/ml/model", 1);
+    setenv("SAGEMAKER_BIND_TO_PORT", "9090", 1);
+    setenv("OPTION_MAX_ROLLING_BATCH_SIZE", "8", 1);
+    setenv("OPTION_MAX_MODEL_LEN", "1024", 1);
+    setenv("SM_VLLM_MAX_NUM_BATCHED_TOKENS", "256", 1);
+    setenv("SM_VLLM_SERVED_MODEL_NAME", "smol", 1);
+    ASSERT_OK(config_apply_env(c, CMD_SERVE, err, sizeof err));
+    ASSERT_STR_EQ(c->model, "/opt/ml/model");
+    ASSERT_EQ(c->port, 9090);
+    ASSERT_EQ(c->max_num_seqs, 8);
+    ASSERT_EQ(c->ctx_size, 1024);
+    ASSERT_EQ(c->max_num_batched_tokens, 256);
+    ASSERT_STR_EQ(c->served_model_name, "smol");
+    setenv("INFERD_PORT", "7070", 1);
+    ASSERT_OK(config_apply_env(c, CMD_SERVE, err, sizeof err));
+    ASSERT_EQ(c->port, 7070);
+    setenv("OPTION_MAX_MODEL_LEN", "lots", 1);
+    ASSERT_EQ(config_apply_env(c, CMD_SERVE, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT(strstr(err, "OPTION_MAX_MODEL_LEN"));
+    const char *vars[] = { "HF_MODEL_ID", "SAGEMAKER_BIND_TO_PORT", "OPTION_MAX_ROLLING_BATCH_SIZE", "OPTION_MAX_MODEL_LEN",
+                           "SM_VLLM_MAX_NUM_BATCHED_TOKENS", "SM_VLLM_SERVED_MODEL_NAME", "INFERD_PORT" };
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
     free(c);
 }

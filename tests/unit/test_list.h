@@ -28,6 +28,7 @@ TEST_ENTRY(cpu_pool_runs_every_worker, 30, TIER_DEFAULT)
 /* config */
 TEST_ENTRY(config_examples_load, 30, TIER_DEFAULT)
 TEST_ENTRY(config_precedence_and_errors, 30, TIER_DEFAULT)
+TEST_ENTRY(config_sagemaker_environment, 30, TIER_DEFAULT)
 
 /* model */
 TEST_ENTRY(model_rejects_bad_hparams, 30, TIER_DEFAULT)
