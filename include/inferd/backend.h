@@ -3,7 +3,7 @@
  * backend.h: the compute backend interface (the ggml-backend pattern: a table
  * of function pointers plus a context). model/ is written once against these
  * ops; backend/cpu implements them with SIMD kernels and a worker pool,
- * backend/cuda (later) with kernels/ and cuBLAS.
+ * backend/cuda with kernels/ and cuBLAS.
  *
  * Conventions
  *  - Pointers passed to ops are backend memory (from ->alloc), except the
@@ -131,7 +131,7 @@ struct backend {
 };
 
 struct backend_opts {
-    const char *device; /* "cpu" (default) or "cuda" */
+    const char *device; /* "cpu" (default), "cuda" or "cuda:N" (N-th visible device) */
     int n_threads;      /* 0 = number of online cores */
     const char *isa;    /* CPU: force "scalar", "avx2", "avx512"; NULL = best available */
 };
@@ -141,5 +141,7 @@ void backend_destroy(struct backend *be);
 
 /* CPU backend entry (always built). */
 int cpu_backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen);
+/* CUDA backend entry (built with CUDA only; device "cuda" or "cuda:N"). */
+int cuda_backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen);
 
 #endif

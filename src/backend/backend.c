@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
- * backend.c: picks a backend implementation by device name (backend layer). */
+ * backend.c: picks a backend implementation by device name: "cpu", or "cuda" /
+ * "cuda:N" when the build has the CUDA backend (INFERD_HAVE_CUDA, set by CMake
+ * when nvcc is found); otherwise "cuda" gets a clear error (backend layer). */
 #include "inferd/backend.h"
 #include "inferd/error.h"
 
@@ -10,9 +12,16 @@ int backend_create(struct backend **out, const struct backend_opts *opts, char *
     *out = NULL;
     const char *dev = opts && opts->device ? opts->device : "cpu";
     if (strcmp(dev, "cpu") == 0) return cpu_backend_create(out, opts, err, errlen);
-    if (strcmp(dev, "cuda") == 0)
-        return ifd_fail(err, errlen, IFD_ERR_UNSUPPORTED, "--device cuda: the CUDA backend is not available in this build yet");
-    return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown device '%s' (use cpu or cuda)", dev);
+    if (strcmp(dev, "cuda") == 0 || strncmp(dev, "cuda:", 5) == 0) {
+#ifdef INFERD_HAVE_CUDA
+        return cuda_backend_create(out, opts, err, errlen);
+#else
+        return ifd_fail(err, errlen, IFD_ERR_UNSUPPORTED,
+                        "--device cuda: this build has no CUDA backend "
+                        "(it was configured without nvcc or with -DINFERD_CUDA=OFF)");
+#endif
+    }
+    return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown device '%s' (use cpu, cuda or cuda:N)", dev);
 }
 
 void backend_destroy(struct backend *be)

@@ -55,3 +55,6 @@ TEST_ENTRY(engine_stress_random_long, 1800, TIER_FULL)
 #include "test_list_tokenizer.h"
 #include "test_list_jinja.h"
 #include "test_list_attention.h"
+
+/* cuda backend planning (test_list_cuda.h) */
+#include "test_list_cuda.h"

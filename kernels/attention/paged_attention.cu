@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// paged_attention.cu: attention of query rows to their sequence's paged K/V
+// (f16, (n_blocks, block_size, kv_dim) per layer), for decode and prefill
+// chunks alike, GQA-aware, with an online softmax (flash attention) and an
+// optional split of the context across blocks (flash-decoding).
+//
+// Work decomposition. The host (backend/cuda, cuda_plan.c) cuts the batch
+// into tiles of up to rows_per_tile query rows of one sequence. A CUDA block
+// handles (tile, KV head, context split): one warp per (row, query head of
+// the GQA group) pair, so the K/V rows it stages in shared memory serve
+// rows_per_tile * G pairs. Decode uses 1-row tiles and splits long contexts
+// so that even batch 1 fills the GPU; prefill uses several rows per tile and
+// no split. Rows see positions 0..min(position, context_len - 1): causal by
+// position, which covers prefill chunks over a cached prefix and decodes.
+//
+// Per 32-position K/V tile: lane j scores position p0 + j against the warp's
+// query (q rounded to half, as the CPU backend does, dot in float), the warp
+// updates its running max / sum, then lanes own head_dim/32 output dims and
+// add the 32 weighted V rows. Shared rows are padded by one 4-byte word so
+// that 32 lanes reading 32 different K rows hit 32 different banks.
+//
+// Numerics vs the CPU reference: the CPU normalizes the weights and rounds
+// them to half before weighting V; here they stay float and the sum divides
+// at the end. The difference is below 1e-3 relative (tests/gpu tolerance).
+//
+// Aliasing: out may equal q (the model's workspace aliases them). A block
+// reads its pairs' queries before writing the same pairs' outputs and no
+// other block touches those heads of those rows; with a split, only the
+// combine kernel writes out, after every split has read q.
+//
+// Layer: kernels.
+#include "../common/ik_common.cuh"
+#include "../inferd_kernels.h"
+
+namespace {
+
+using namespace ik;
+
+constexpr int KT = 32; // positions per staged K/V tile (one per lane when scoring)
+
+struct pair_ctx {
+    int valid, row, head, n_vis;
+};
+
+__device__ __forceinline__ pair_ctx pair_of(const ik_attention_args &a, const ik_attn_tile &t, int kvh, int w, int G)
+{
+    pair_ctx p;
+    int r = w / G;
+    p.valid = r < t.n_rows;
+    p.row = t.row0 + r;
+    p.head = kvh * G + w % G;
+    int ctx = a.context_len[t.seq];
+    p.n_vis = p.valid ? min(a.positions[p.row] + 1, ctx) : 0;
+    return p;
+}
+
+// Stages K and V of positions [p0, p0 + KT) (zeros past `end`) for KV head kvh into shared memory.
+__device__ __forceinline__ void stage_kv(const ik_attention_args &a, const int32_t *table, int kvh, int p0, int end,
+                                         __half *ks, __half *vs, int stride)
+{
+    const int hd = a.head_dim, units_per_row = hd / 8, kv_dim = a.n_head_kv * hd;
+    for (int u = threadIdx.x; u < KT * units_per_row; u += blockDim.x) {
+        int j = u / units_per_row, c = u % units_per_row, p = p0 + j;
+        uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+        if (p < end) {
+            int64_t slot = (int64_t)table[p / a.block_size] * a.block_size + p % a.block_size;
+            int64_t off = slot * kv_dim + (int64_t)kvh * hd + 8 * c;
+            kk = __ldg((const uint4 *)(a.k_cache + off));
+            vv = __ldg((const uint4 *)(a.v_cache + off));
+        }
+        unsigned *kd = (unsigned *)(ks + j * stride + 8 * c), *vd = (unsigned *)(vs + j * stride + 8 * c);
+        kd[0] = kk.x, kd[1] = kk.y, kd[2] = kk.z, kd[3] = kk.w;
+        vd[0] = vv.x, vd[1] = vv.y, vd[2] = vv.z, vd[3] = vv.w;
+    }
+}
+
+__device__ __forceinline__ float score(const __half *q, const __half *k, int hd)
+{
+    const __half2 *q2 = (const __half2 *)q, *k2 = (const __half2 *)k;
+    float s = 0.f;
+    for (int c = 0; c < hd / 2; c++) {
+        float2 a = __half22float2(q2[c]), b = __half22float2(k2[c]);
+        s += a.x * b.x + a.y * b.y;
+    }
+    return s;
+}
+
+template <int ND>
+__global__ void attn_kernel(ik_attention_args a)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int hd = a.head_dim, G = a.n_head / a.n_head_kv, W = blockDim.x >> 5, stride = hd + 2;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, kvh = blockIdx.y, z = blockIdx.z;
+    const ik_attn_tile t = a.tiles[blockIdx.x];
+    __half *qs = (__half *)smem, *ks = qs + W * hd, *vs = ks + KT * stride;
+    int *kv_end = (int *)(vs + KT * stride);
+
+    pair_ctx pc = pair_of(a, t, kvh, w, G);
+    for (int d = lane; d < hd; d += 32)
+        qs[w * hd + d] = __float2half_rn(pc.valid ? a.q[(int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd + d] : 0.f);
+    if (threadIdx.x == 0) *kv_end = 0;
+    __syncthreads();
+    if (lane == 0 && pc.n_vis > 0) atomicMax(kv_end, pc.n_vis);
+    __syncthreads();
+    const int s0 = z * a.split_len, s1 = min(s0 + a.split_len, *kv_end);
+    const int32_t *table = a.block_tables + (int64_t)t.seq * a.max_blocks;
+
+    float m = -INFINITY, l = 0.f, acc[ND];
+#pragma unroll
+    for (int i = 0; i < ND; i++) acc[i] = 0.f;
+    for (int p0 = s0; p0 < s1; p0 += KT) {
+        stage_kv(a, table, kvh, p0, s1, ks, vs, stride);
+        __syncthreads();
+        int p = p0 + lane;
+        float s = p < pc.n_vis && p < s1 ? score(qs + w * hd, ks + lane * stride, hd) * a.scale : -INFINITY;
+        float mt = warp_max(s);
+        if (mt > -INFINITY) { // uniform across the warp
+            float mn = fmaxf(m, mt), corr = expf(m - mn), e = expf(s - mn);
+            l = l * corr + warp_sum(e);
+#pragma unroll
+            for (int i = 0; i < ND; i++) acc[i] *= corr;
+            for (int j = 0; j < KT; j++) {
+                float ej = __shfl_sync(0xffffffffu, e, j);
+                if (ej == 0.f) continue; // masked (or underflowed) positions add nothing, even where V is not finite
+                const __half *vr = vs + j * stride;
+#pragma unroll
+                for (int i = 0; i < ND; i++)
+                    if (lane + 32 * i < hd) acc[i] += ej * __half2float(vr[lane + 32 * i]);
+            }
+            m = mn;
+        }
+        __syncthreads();
+    }
+
+    if (a.n_split == 1) {
+        if (!pc.valid) return;
+        float inv = l > 0.f ? 1.f / l : 0.f;
+        float *o = a.out + (int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd;
+#pragma unroll
+        for (int i = 0; i < ND; i++)
+            if (lane + 32 * i < hd) o[lane + 32 * i] = acc[i] * inv;
+        return;
+    }
+    float *part = a.partial + ((((int64_t)blockIdx.x * a.n_head_kv + kvh) * W + w) * a.n_split + z) * (hd + 2);
+    if (lane == 0) {
+        part[0] = pc.valid ? m : -INFINITY;
+        part[1] = pc.valid ? l : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < ND; i++)
+        if (lane + 32 * i < hd) part[2 + lane + 32 * i] = acc[i];
+}
+
+// Merges the splits of each pair: rescales every split's sum and accumulator to the global max.
+__global__ void combine_kernel(ik_attention_args a)
+{
+    const int hd = a.head_dim, G = a.n_head / a.n_head_kv, W = blockDim.x >> 5;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, kvh = blockIdx.y;
+    const ik_attn_tile t = a.tiles[blockIdx.x];
+    pair_ctx pc = pair_of(a, t, kvh, w, G);
+    if (!pc.valid) return;
+    const float *part = a.partial + (((int64_t)blockIdx.x * a.n_head_kv + kvh) * W + w) * a.n_split * (hd + 2);
+    float M = -INFINITY;
+    for (int z = 0; z < a.n_split; z++) M = fmaxf(M, part[z * (hd + 2)]);
+    float L = 0.f;
+    for (int z = 0; z < a.n_split; z++) {
+        const float *pz = part + z * (hd + 2);
+        if (pz[1] > 0.f) L += pz[1] * expf(pz[0] - M);
+    }
+    float inv = L > 0.f ? 1.f / L : 0.f;
+    float *o = a.out + (int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd;
+    for (int d = lane; d < hd; d += 32) {
+        float s = 0.f;
+        for (int z = 0; z < a.n_split; z++) {
+            const float *pz = part + z * (hd + 2);
+            if (pz[1] > 0.f) s += pz[2 + d] * expf(pz[0] - M);
+        }
+        o[d] = s * inv;
+    }
+}
+
+template <int ND> int launch(const ik_attention_args &a, int warps, cudaStream_t s)
+{
+    size_t smem = (size_t)warps * a.head_dim * 2 + 2 * (size_t)KT * (a.head_dim + 2) * 2 + 16;
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(attn_kernel<ND>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return (int)e;
+    }
+    dim3 grid((unsigned)a.n_tiles, (unsigned)a.n_head_kv, (unsigned)a.n_split);
+    attn_kernel<ND><<<grid, warps * 32, smem, s>>>(a);
+    int rc = launch_status();
+    if (rc || a.n_split == 1) return rc;
+    combine_kernel<<<dim3((unsigned)a.n_tiles, (unsigned)a.n_head_kv), warps * 32, 0, s>>>(a);
+    return launch_status();
+}
+
+} // namespace
+
+extern "C" int ik_paged_attention(const struct ik_attention_args *a, void *stream)
+{
+    cudaStream_t s = (cudaStream_t)stream;
+    if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv || a->head_dim % 8 || a->head_dim > IK_ATTN_MAX_HEAD_DIM ||
+        a->rows_per_tile < 1 || a->n_split < 1 || (a->n_split > 1 && (!a->partial || a->split_len % KT)) ||
+        a->split_len < 1 || a->block_size < 1)
+        return cudaErrorInvalidValue;
+    int warps = a->rows_per_tile * (a->n_head / a->n_head_kv);
+    if (warps > 32) return cudaErrorInvalidValue;
+    if (a->n_tiles <= 0) return cudaSuccess;
+    switch ((a->head_dim + 31) / 32) {
+    case 1: return launch<1>(*a, warps, s);
+    case 2: return launch<2>(*a, warps, s);
+    case 3: return launch<3>(*a, warps, s);
+    case 4: return launch<4>(*a, warps, s);
+    case 5: return launch<5>(*a, warps, s);
+    case 6: return launch<6>(*a, warps, s);
+    case 7: return launch<7>(*a, warps, s);
+    default: return launch<8>(*a, warps, s);
+    }
+}

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cuda_backend.h: state shared by the CUDA backend's files (cuda_backend.c:
+ * device, memory, staging, weights and light ops; cuda_ops.c: matmuls and
+ * attention). Not a public header: model/ sees only backend.h, and the
+ * CUDA runtime types used here never leave backend/cuda.
+ *
+ * Layer: backend/cuda.
+ */
+#ifndef INFERD_CUDA_BACKEND_H
+#define INFERD_CUDA_BACKEND_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_plan.h"
+#include "inferd/backend.h"
+
+/* be_weight.layout values: quantized rows only, or rows followed (at
+ * cuda_weight_bf16_offset) by a resident bf16 copy for cuBLAS GEMMs. The copy
+ * lives inside the same allocation so a struct copy of the weight (the tied
+ * output projection aliases the embedding) keeps finding it. */
+enum cuda_layout { CUDA_LAYOUT_ROWS = 0, CUDA_LAYOUT_ROWS_BF16 = 1 };
+
+/* Device scratch that grows to the largest need and is then reused. */
+struct cuda_buf {
+    void *ptr;
+    size_t cap;
+};
+
+#define CUDA_STAGE_CACHE 16
+#define CUDA_STAGE_ALIGN 256u
+
+/* A host array already copied to the device during this step. */
+struct cuda_stage_entry {
+    const void *host;
+    size_t bytes;
+    void *dev;
+};
+
+struct cuda_ctx {
+    int device;
+    int n_sm;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int error;                    /* first failure since the last sync (IFD_ERR_*), like the CPU backend's */
+
+    /* Staging ring: host arrays of the batch plan go through pinned memory
+     * into a device ring with async copies. Both reset at each sync (every
+     * copy is done then); a step that outgrows the ring waits for the stream. */
+    uint8_t *pin_ring;            /* (ring_cap) pinned host */
+    uint8_t *dev_ring;            /* (ring_cap) device */
+    size_t ring_cap, ring_off;
+    struct cuda_stage_entry cache[CUDA_STAGE_CACHE];
+    int n_cache;
+
+    struct cuda_buf act_bf16;     /* activations converted to bf16 for GEMMs */
+    struct cuda_buf w_bf16;       /* on-the-fly dequantized weight rows (weights without a bf16 copy) */
+    struct cuda_buf up;           /* FFN up projection when it is not fused */
+    struct cuda_buf attn_partial; /* split-K partial results */
+    struct cuda_attn_tile *tiles_host; /* (tiles_cap) */
+    int tiles_cap;
+
+    /* attention plan of the last step, reused by every layer of the step */
+    const void *attn_qs_dev, *attn_ctx_dev;
+    int attn_heads, attn_heads_kv;
+    struct cuda_attn_plan attn_plan;
+    void *attn_tiles_dev;
+};
+
+static inline struct cuda_ctx *cuda_ctx(struct backend *be) { return be->ctx; }
+
+/* Makes c's device current on the calling thread: the runtime's current
+ * device is per thread, and the engine runs ops on its own thread. */
+void cuda_enter(struct cuda_ctx *c);
+/* Latches the first failure (a cudaError_t value, or a cuBLAS status when
+ * `blas`), logging what failed. Returns 1 if rc was an error. */
+int cuda_check(struct cuda_ctx *c, int rc, const char *what);
+int cuda_check_blas(struct cuda_ctx *c, int status, const char *what);
+/* Ensures the next `bytes` (plus CUDA_STAGE_ALIGN per array) of staging fit
+ * without wrapping the ring, so that arrays one op stages together stay valid
+ * until its kernel runs. An op staging several arrays calls it first. */
+int cuda_stage_reserve(struct cuda_ctx *c, size_t bytes);
+/* Copies a host array to the device in stream order; returns its device copy
+ * or NULL (error latched). cached: may reuse a copy of the same (pointer, size)
+ * made since the last sync, for the batch plan's arrays that every layer reads. */
+void *cuda_stage(struct cuda_ctx *c, const void *host, size_t bytes, int cached);
+/* Ensures b holds n bytes (waiting for the stream before replacing it); NULL on error (latched). */
+void *cuda_buf_get(struct cuda_ctx *c, struct cuda_buf *b, size_t n, const char *what);
+/* Byte offset of the resident bf16 copy inside a CUDA_LAYOUT_ROWS_BF16 weight. */
+size_t cuda_weight_bf16_offset(const struct be_weight *w);
+
+/* cuda_ops.c */
+void cuda_matmul(struct backend *be, const struct be_matmul *mm);
+void cuda_ffn_swiglu(struct backend *be, const float *x, int n, const struct be_weight *gate,
+                     const struct be_weight *up, float *h);
+void cuda_attention(struct backend *be, const struct be_attention *a);
+int cuda_reserve(struct backend *be, int max_tokens, const struct be_weight *w);
+
+#endif

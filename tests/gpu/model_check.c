@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * model_check.c: whole-model checks of the CUDA backend, on dummy weights
+ * (the GPU host has no network and no model files):
+ *  - greedy equality: the same dummy model on the CPU and the CUDA backend,
+ *    5 random prompts, 32 greedy tokens each. A divergence passes only as a
+ *    near-tie: where the CPU's margin between its token and the GPU's token
+ *    is below 5x the largest logit difference between the backends at that
+ *    step (the two are not bit-identical: see README.md);
+ *  - benchmark: decode (batch 1 and 64) and prefill (512-token chunk)
+ *    through model_forward on the GPU, the HBM roofline of decode (weight
+ *    bytes per token over the measured device-to-device copy bandwidth), and
+ *    the backend's matmul against a bare cuBLAS bf16 GEMM on the same shape.
+ *    The CUDA runtime and cuBLAS are used directly here only to measure.
+ *
+ * Layer: tests/gpu.
+ */
+#include "gpu_check.h"
+
+#include "inferd/error.h"
+#include "inferd/model.h"
+#include "inferd/quant.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define BLOCK 16
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static enum qtype parse_type(const char *name)
+{
+    for (int t = 0; t < QT_COUNT; t++) {
+        const struct qtype_info *ti = qtype_get((uint32_t)t);
+        if (ti && ti->weight_ok && !strcasecmp(ti->name, name)) return (enum qtype)t;
+    }
+    return QT_COUNT;
+}
+
+static int load(struct backend *be, const char *preset, enum qtype t, struct model **m)
+{
+    char err[256];
+    struct model_load_opts o = { .dummy = 1, .dummy_preset = preset, .dummy_type = t, .seed = 42 };
+    int rc = model_load(m, be, &o, err, sizeof err);
+    if (rc) fprintf(stderr, "model_load(%s, %s): %s\n", preset, qtype_name(t), err);
+    return rc;
+}
+
+/* A batch plan over n_seqs sequences; sequence s owns blocks [s * per_seq, (s + 1) * per_seq). */
+struct step {
+    int32_t *tokens, *pos, *slots, *qs, *ctx, *tables, *logits_idx;
+    int per_seq;
+    struct batch_plan p;
+};
+
+static void step_init(struct step *st, int max_tokens, int max_seqs, int per_seq)
+{
+    st->tokens = calloc((size_t)max_tokens, 4);
+    st->pos = calloc((size_t)max_tokens, 4);
+    st->slots = calloc((size_t)max_tokens, 4);
+    st->qs = calloc((size_t)max_seqs + 1, 4);
+    st->ctx = calloc((size_t)max_seqs, 4);
+    st->logits_idx = calloc((size_t)max_seqs, 4);
+    st->tables = calloc((size_t)max_seqs * per_seq, 4);
+    st->per_seq = per_seq;
+    for (int i = 0; i < max_seqs * per_seq; i++) st->tables[i] = i;
+}
+
+static void step_free(struct step *st)
+{
+    free(st->tokens);
+    free(st->pos);
+    free(st->slots);
+    free(st->qs);
+    free(st->ctx);
+    free(st->logits_idx);
+    free(st->tables);
+}
+
+/* Sequence s gets q_len[s] query tokens starting at position start[s]; logits for each sequence's last row. */
+static void step_plan(struct step *st, int n_seqs, const int *start, const int *q_len)
+{
+    int n = 0;
+    st->qs[0] = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        for (int r = 0; r < q_len[s]; r++, n++) {
+            st->pos[n] = start[s] + r;
+            st->slots[n] = st->tables[s * st->per_seq + st->pos[n] / BLOCK] * BLOCK + st->pos[n] % BLOCK;
+        }
+        st->qs[s + 1] = n;
+        st->ctx[s] = start[s] + q_len[s];
+        st->logits_idx[s] = n - 1;
+    }
+    st->p = (struct batch_plan){ .n_tokens = n, .tokens = st->tokens, .positions = st->pos, .slot_mapping = st->slots,
+                                 .n_seqs = n_seqs, .query_start = st->qs, .context_len = st->ctx,
+                                 .block_tables = st->tables, .max_blocks = st->per_seq, .n_logits = n_seqs,
+                                 .logits_index = st->logits_idx };
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+struct runner {
+    struct model *m;
+    struct model_workspace *ws;
+    struct kv_cache *kv;
+};
+
+static int runner_open(struct backend *be, const char *preset, enum qtype t, int max_tokens, int max_seqs, int blocks,
+                       struct runner *r)
+{
+    memset(r, 0, sizeof *r);
+    int rc = load(be, preset, t, &r->m);
+    if (!rc) rc = model_workspace_init(&r->ws, r->m, max_tokens, max_seqs);
+    if (!rc) rc = kv_cache_init(&r->kv, r->m, blocks, BLOCK);
+    return rc;
+}
+
+static void runner_close(struct runner *r)
+{
+    if (!r->m) return;
+    kv_cache_free(r->kv);
+    model_workspace_free(r->m, r->ws);
+    model_free(r->m);
+}
+
+/* ---- greedy equality ---- */
+
+int gc_model_greedy(struct gc *g, const char *preset, const char *type, int n_prompts, int n_gen)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s %s, %d prompts x %d tokens", preset, type, n_prompts, n_gen);
+    enum qtype t = parse_type(type);
+    const int lens[] = { 7, 33, 64, 100, 130 }, max_len = 130;
+    int per_seq = (max_len + n_gen + BLOCK - 1) / BLOCK;
+    struct runner rc_, rg;
+    int rc = t == QT_COUNT ? IFD_ERR_INVALID : runner_open(g->cpu, preset, t, max_len, 1, per_seq, &rc_);
+    if (!rc) rc = runner_open(g->gpu, preset, t, max_len, 1, per_seq, &rg);
+    if (rc) {
+        gc_record(g, "greedy", shape, 0, "setup failed: %s", ifd_strerror(rc));
+        return rc;
+    }
+    int V = rc_.m->hp.n_vocab, equal = 0, total = 0, near_ties = 0, failed = 0;
+    float *lc = malloc((size_t)V * 4), *lg = malloc((size_t)V * 4);
+    double worst_rel = 0;
+    struct step sc, sg;
+    step_init(&sc, max_len, 1, per_seq);
+    step_init(&sg, max_len, 1, per_seq);
+    for (int p = 0; p < n_prompts && !failed; p++) {
+        int len = lens[p % 5], start = 0, q = len, diverged = 0;
+        for (int i = 0; i < len; i++) sc.tokens[i] = sg.tokens[i] = (int32_t)(rng_next(&g->rng) % (uint64_t)V);
+        for (int k = 0; k < n_gen && !failed; k++) {
+            step_plan(&sc, 1, &start, &q);
+            step_plan(&sg, 1, &start, &q);
+            int e1 = model_forward(rc_.m, rc_.ws, rc_.kv, &sc.p, lc), e2 = model_forward(rg.m, rg.ws, rg.kv, &sg.p, lg);
+            if (e1 || e2) {
+                gc_record(g, "greedy", shape, 0, "forward failed: cpu %d, cuda %d", e1, e2);
+                failed = 1;
+                break;
+            }
+            double maxd = 0, ss = 0;
+            for (int i = 0; i < V; i++) {
+                double d = fabs((double)lc[i] - lg[i]);
+                maxd = d > maxd || isnan(d) ? d : maxd;
+                ss += (double)lc[i] * lc[i];
+            }
+            double rel = maxd / (sqrt(ss / V) + 1e-30);
+            if (rel > worst_rel || isnan(rel)) worst_rel = rel;
+            int tc = argmax(lc, V), tg = argmax(lg, V);
+            total++;
+            if (!diverged && tc == tg) equal++;
+            if (!diverged && tc != tg) {
+                diverged = 1;
+                double margin = (double)lc[tc] - lc[tg];
+                if (margin < 5 * maxd && isfinite(maxd)) {
+                    near_ties++;
+                    printf("     greedy prompt %d diverges at token %d: cpu %d vs cuda %d, cpu margin %.3g < 5 x "
+                           "max|dlogit| %.3g (near-tie)\n", p, k, tc, tg, margin, maxd);
+                } else {
+                    failed = 1;
+                    printf("     greedy prompt %d diverges at token %d: cpu %d vs cuda %d, cpu margin %.3g, max|dlogit| "
+                           "%.3g\n", p, k, tc, tg, margin, maxd);
+                }
+            }
+            /* each backend follows its own greedy path */
+            start += q;
+            q = 1;
+            sc.tokens[0] = tc;
+            sg.tokens[0] = tg;
+        }
+    }
+    if (!failed)
+        gc_record(g, "greedy", shape, 1, "%d/%d tokens equal before any divergence, %d near-tie divergences, "
+                  "max|dlogit|/rms %.3g", equal, total, near_ties, worst_rel);
+    else
+        gc_record(g, "greedy", shape, 0, "%d/%d tokens equal; a divergence was not a near-tie (max|dlogit|/rms %.3g)",
+                  equal, total, worst_rel);
+    free(lc);
+    free(lg);
+    step_free(&sc);
+    step_free(&sg);
+    runner_close(&rc_);
+    runner_close(&rg);
+    return failed;
+}
+
+/* ---- benchmark ---- */
+
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[n / 2];
+}
+
+/* Device-to-device copy bandwidth (read + write bytes per second) over a 2 GiB buffer. */
+static double d2d_bandwidth(void)
+{
+    size_t bytes = (size_t)1 << 31;
+    void *a = NULL, *b = NULL;
+    if (cudaMalloc(&a, bytes) || cudaMalloc(&b, bytes)) {
+        cudaFree(a);
+        cudaGetLastError();
+        return 0;
+    }
+    cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+    cudaDeviceSynchronize();
+    double t[5];
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_s();
+        cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+        cudaDeviceSynchronize();
+        t[i] = now_s() - t0;
+    }
+    cudaFree(a);
+    cudaFree(b);
+    return 2.0 * (double)bytes / median(t, 5);
+}
+
+/* Seconds per forward of n_seqs sequences with q_len rows each at context depth `depth` (median of reps). */
+static double time_forward(struct runner *r, struct step *st, int n_seqs, int q_len, int depth, int reps, float *logits)
+{
+    int start[64], q[64];
+    for (int s = 0; s < n_seqs; s++) start[s] = depth, q[s] = q_len;
+    step_plan(st, n_seqs, start, q);
+    for (int i = 0; i < st->p.n_tokens; i++) st->tokens[i] = (int32_t)(i * 7919 % r->m->hp.n_vocab);
+    if (model_forward(r->m, r->ws, r->kv, &st->p, logits)) return -1; /* warm-up (and first-use scratch) */
+    double t[32];
+    reps = reps > 32 ? 32 : reps;
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_s();
+        if (model_forward(r->m, r->ws, r->kv, &st->p, logits)) return -1;
+        t[i] = now_s() - t0;
+    }
+    return median(t, reps);
+}
+
+/* The backend's matmul vs a bare cuBLAS bf16 GEMM on (n x k) * (m x k)^T. */
+static void gemm_vs_cublas(struct gc *g, int m, int k, int n, FILE *out)
+{
+    struct backend *be = g->gpu;
+    size_t wb = (size_t)m * k * 2;
+    uint16_t *hw = malloc(wb);
+    for (size_t i = 0; i < (size_t)m * k; i++) hw[i] = f32_to_bf16((rng_uniform(&g->rng) - 0.5f) * 0.05f);
+    struct be_weight w;
+    if (be->ops->weight_prepare(be, &w, QT_BF16, k, m, hw, 0)) {
+        free(hw);
+        return;
+    }
+    float *x = be->ops->alloc(be, (size_t)n * k * 4), *y = be->ops->alloc(be, (size_t)n * m * 4);
+    uint16_t *xb = be->ops->alloc(be, (size_t)n * k * 2);
+    be->ops->reserve(be, n, &w);
+    struct be_matmul mm = { .x = x, .n = n, .n_w = 1, .w = { &w }, .y = { y } };
+    double t[10];
+    be->ops->matmul(be, &mm);
+    be->ops->sync(be);
+    for (int i = 0; i < 10; i++) {
+        double t0 = now_s();
+        be->ops->matmul(be, &mm);
+        be->ops->sync(be);
+        t[i] = now_s() - t0;
+    }
+    double t_op = median(t, 10);
+    cublasHandle_t h;
+    cublasCreate(&h);
+    const float alpha = 1, beta = 0;
+    for (int i = 0; i < 11; i++) {
+        double t0 = now_s();
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data, CUDA_R_16BF, k, xb, CUDA_R_16BF, k, &beta, y,
+                     CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        cudaDeviceSynchronize();
+        if (i) t[i - 1] = now_s() - t0;
+    }
+    cublasDestroy(h);
+    double t_ref = median(t, 10), flop = 2.0 * m * (double)k * n;
+    char shape[96];
+    snprintf(shape, sizeof shape, "%dx%d x n=%d bf16", m, k, n);
+    gc_record(g, "bench/gemm", shape, t_op > 0 && t_ref / t_op >= 0.5,
+              "backend %.1f TFLOP/s, bare cuBLAS %.1f TFLOP/s (%.0f%%)", flop / t_op * 1e-12, flop / t_ref * 1e-12,
+              100 * t_ref / t_op);
+    if (out) fprintf(out, "metric\tgemm_%dx%dx%d_pct_of_cublas\t%.1f\n", m, k, n, 100 * t_ref / t_op);
+    be->ops->release(be, x);
+    be->ops->release(be, y);
+    be->ops->release(be, xb);
+    be->ops->weight_release(be, &w);
+    free(hw);
+}
+
+int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
+{
+    enum qtype t = parse_type(type);
+    const int prompt = 512, depth = 512, big_batch = 64;
+    int per_seq = (depth + prompt + BLOCK) / BLOCK + 1;
+    struct runner r;
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s %s", preset, type);
+    double t0 = now_s();
+    int rc = t == QT_COUNT ? IFD_ERR_INVALID : runner_open(g->gpu, preset, t, prompt, big_batch, big_batch * per_seq, &r);
+    if (rc) {
+        gc_record(g, "bench", shape, 0, "setup failed: %s", ifd_strerror(rc));
+        runner_close(&r);
+        return rc;
+    }
+    printf("     model loaded in %.1f s (%.2f GiB of weights)\n", now_s() - t0, (double)r.m->weight_bytes / (1 << 30));
+    struct step st;
+    step_init(&st, prompt, big_batch, per_seq);
+    float *logits = malloc((size_t)big_batch * r.m->hp.n_vocab * 4);
+    double bw = d2d_bandwidth();
+    double t_pre = time_forward(&r, &st, 1, prompt, 0, 5, logits);
+    double t_dec1 = time_forward(&r, &st, 1, 1, depth, 20, logits);
+    double t_dec64 = time_forward(&r, &st, big_batch, 1, depth, 10, logits);
+    if (t_pre < 0 || t_dec1 < 0 || t_dec64 < 0) {
+        gc_record(g, "bench", shape, 0, "a forward pass failed");
+    } else {
+        double roof = (double)r.m->weight_bytes / t_dec1 / bw;
+        gc_record(g, "bench/decode1", shape, roof >= 0.6,
+                  "%.1f tok/s (%.2f ms), %.0f GB/s of weights = %.0f%% of measured copy bandwidth %.0f GB/s (target 60%%)",
+                  1 / t_dec1, t_dec1 * 1e3, r.m->weight_bytes / t_dec1 * 1e-9, 100 * roof, bw * 1e-9);
+        gc_record(g, "bench/decode64", shape, 1, "%.0f tok/s (%.2f ms per step of 64)", big_batch / t_dec64,
+                  t_dec64 * 1e3);
+        double flop = 2.0 * (double)r.m->weight_bytes / qtype_row_bytes(t, 256) * 256 * prompt;
+        gc_record(g, "bench/prefill", shape, 1, "%.0f tok/s (%.1f ms per 512), ~%.0f TFLOP/s in matmuls", prompt / t_pre,
+                  t_pre * 1e3, flop / t_pre * 1e-12);
+        if (out) {
+            fprintf(out, "metric\tdecode1_tok_s\t%.1f\nmetric\tdecode1_roofline_pct\t%.1f\n", 1 / t_dec1, 100 * roof);
+            fprintf(out, "metric\tdecode64_tok_s\t%.1f\nmetric\tprefill512_tok_s\t%.1f\n", big_batch / t_dec64,
+                    prompt / t_pre);
+            fprintf(out, "metric\td2d_bandwidth_GBs\t%.0f\n", bw * 1e-9);
+        }
+    }
+    free(logits);
+    step_free(&st);
+    int E = r.m->hp.n_embd, F = r.m->hp.n_ff;
+    runner_close(&r);
+    gemm_vs_cublas(g, F, E, prompt, out);
+    gemm_vs_cublas(g, E, F, prompt, out);
+    return 0;
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# tests/gpu/run.sh: the one-shot GPU check of the CUDA backend, for a host with
+# an NVIDIA GPU (H100/H200 first), no network, and possibly none of the
+# server's -dev libraries. One command, under 6 minutes:
+#
+#   tests/gpu/run.sh [OUT_DIR]        (or INFERD_GPU_OUT=DIR; default $OUT, else ./gpu-out)
+#
+# Stages (each independent: a failing stage is reported and the next runs):
+#   env        GPU model, driver, toolkit
+#   configure  cmake with CUDA on; compute-only (no jansson/libuv/pcre2/mhd) when those are missing
+#   build      the kernel check (inferd_gpu_check); then the daemon binary if it can be built
+#   ops        every backend op on the GPU against the CPU backend, fresh random inputs, several shapes
+#   memcheck   compute-sanitizer memcheck over the kernel check (quick shapes)
+#   greedy     dummy models on both backends: 5 prompts x 32 greedy tokens must agree (near-ties excepted)
+#   daemon     `inferd generate` CPU vs CUDA on a real GGUF, if one is present (models/ or $INFERD_MODEL)
+#   bench      decode/prefill on a Llama-3-8B-shaped bf16 dummy model, HBM roofline, GEMM vs cuBLAS
+#   cli-bench  `inferd bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 --device cuda`
+# Full logs go to OUT_DIR/<stage>.log, check rows to OUT_DIR/results.tsv, and
+# the results table (printed last) to OUT_DIR/summary.txt. Exit status: 0 when
+# every stage that ran passed. See tests/gpu/README.md.
+set -u
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUTDIR=${1:-${INFERD_GPU_OUT:-${OUT:-$ROOT/gpu-out}}}
+BUILD=${INFERD_GPU_BUILD:-$ROOT/build-gpu}
+BUDGET=${INFERD_GPU_BUDGET_S:-345}   # seconds for everything; later stages are skipped past it
+JOBS=$(nproc 2>/dev/null || echo 8)
+mkdir -p "$OUTDIR" || exit 2
+OUTDIR=$(cd "$OUTDIR" && pwd)
+RESULTS=$OUTDIR/results.tsv
+: >"$RESULTS"
+T0=$(date +%s)
+ROWS=()
+FAILED=0
+CHECK=$BUILD/inferd_gpu_check
+INFERD=$BUILD/inferd
+
+elapsed() { echo $(($(date +%s) - T0)); }
+
+# record NAME STATUS SECONDS NOTE
+record() {
+    ROWS+=("$(printf '%-10s %-8s %5ss  %s' "$1" "$2" "$3" "$4")")
+    case $2 in FAIL | TIMEOUT) FAILED=1 ;; esac
+    printf '[%4ss] %-10s %s %s\n' "$(elapsed)" "$1" "$2" "$4"
+}
+
+# stage NAME LIMIT_S NEEDS_S CMD...: runs CMD with a timeout into NAME.log, unless fewer than NEEDS_S seconds are left.
+stage() {
+    local name=$1 limit=$2 needs=$3
+    shift 3
+    local left=$((BUDGET - $(elapsed)))
+    if [ "$left" -lt "$needs" ]; then
+        record "$name" SKIP 0 "time budget spent ($(elapsed)s of ${BUDGET}s)"
+        return 3
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    local s=$(date +%s) rc
+    # through bash -c so that stages may be the shell functions below (exported)
+    timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" >"$OUTDIR/$name.log" 2>&1
+    rc=$?
+    local d=$(($(date +%s) - s))
+    if [ $rc -eq 0 ]; then
+        record "$name" PASS "$d" "$(tail -n 1 "$OUTDIR/$name.log" | cut -c1-110)"
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        record "$name" TIMEOUT "$d" "killed after ${limit}s (see $name.log)"
+    else
+        local why
+        why=$(grep -m1 -E 'FAIL|error|Error' "$OUTDIR/$name.log" || tail -n 1 "$OUTDIR/$name.log")
+        record "$name" FAIL "$d" "exit $rc: $(echo "$why" | cut -c1-100)"
+    fi
+    return $rc
+}
+
+export ROOT OUTDIR BUILD RESULTS CHECK INFERD
+
+# ---- env ----
+env_info() {
+    echo "date: $(date -u)"
+    echo "host: $(uname -a)"
+    nvidia-smi || echo "nvidia-smi not found"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv || true
+    command -v nvcc >/dev/null && nvcc --version || ls /usr/local/cuda*/bin/nvcc 2>/dev/null
+    command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null || true
+    cmake --version | head -n 1
+    git -C "$ROOT" log --oneline -1 2>/dev/null || true
+    echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-<unset>}"
+}
+export -f env_info
+stage env 30 5 env_info
+GPU=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')
+ARCH=${INFERD_CUDA_ARCH:-${ARCH:-90}}
+for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do [ -d "$d" ] && PATH=$PATH:$d; done
+
+# ---- configure + build ----
+have_server_libs() {
+    command -v pkg-config >/dev/null && pkg-config --exists libpcre2-8 jansson libuv libmicrohttpd
+}
+configure() {
+    local extra=()
+    if ! have_server_libs; then
+        echo "server libraries missing: configuring the compute-only build (no daemon)"
+        extra=(-DINFERD_COMPUTE_ONLY=ON)
+    fi
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINFERD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
+        "${extra[@]}" ||
+        { echo "full configure failed: retrying compute-only" &&
+          cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINFERD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
+              -DINFERD_COMPUTE_ONLY=ON; }
+}
+export ARCH PATH
+export -f have_server_libs configure
+stage configure 60 20 configure
+stage build 180 60 cmake --build "$BUILD" -j"$JOBS" --target inferd_gpu_check
+DAEMON=0
+if grep -q '^INFERD_COMPUTE_ONLY:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+    record build-cli SKIP 0 "server libraries not installed: no daemon binary on this host"
+elif stage build-cli 120 60 cmake --build "$BUILD" -j"$JOBS" --target inferd; then
+    DAEMON=1
+fi
+
+# ---- checks ----
+if [ -x "$CHECK" ]; then
+    stage ops 120 30 "$CHECK" --ops --results "$RESULTS"
+    SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -n 1)
+    if [ -n "$SAN" ]; then
+        stage memcheck 120 40 "$SAN" --tool memcheck --error-exitcode 86 --print-limit 20 "$CHECK" --ops --quick
+    else
+        record memcheck SKIP 0 "compute-sanitizer not found"
+    fi
+    stage greedy 100 30 "$CHECK" --greedy tiny:Q4_0 --greedy smollm2-135m:Q8_0 --greedy smollm2-135m:BF16 \
+        --greedy tinyllama-1.1b:Q4_K \
+        --results "$RESULTS"
+else
+    record ops SKIP 0 "no kernel check binary (build failed)"
+fi
+
+# the daemon's own greedy path on a real model, when the host has one (the GPU host has no network)
+daemon_greedy() {
+    local model=${INFERD_MODEL:-$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+    local prompts=("The capital of France is" "Write a haiku about the sea." "def fibonacci(n):"
+                   "List three prime numbers:" "Once upon a time")
+    local bad=0 i=0
+    for p in "${prompts[@]}"; do
+        "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cpu >"$OUTDIR/daemon_cpu_$i.txt" 2>/dev/null
+        "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cuda >"$OUTDIR/daemon_cuda_$i.txt" 2>/dev/null
+        if cmp -s "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_cuda_$i.txt"; then
+            echo "prompt $i: equal"
+        else
+            echo "prompt $i: DIFFERENT"; diff "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_cuda_$i.txt"; bad=1
+        fi
+        i=$((i + 1))
+    done
+    echo "greedy daemon output: $([ $bad = 0 ] && echo 'equal on 5 prompts x 32 tokens' || echo 'differs')"
+    return $bad
+}
+export -f daemon_greedy
+MODEL_FILE=${INFERD_MODEL:-$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+if [ $DAEMON = 1 ] && [ -f "$MODEL_FILE" ]; then
+    stage daemon 90 30 daemon_greedy
+else
+    record daemon SKIP 0 "needs the daemon binary and a GGUF ($MODEL_FILE); model-level greedy ran instead"
+fi
+
+[ -x "$CHECK" ] && stage bench 150 60 "$CHECK" --bench llama3-8b:BF16 --results "$RESULTS"
+if [ $DAEMON = 1 ]; then
+    stage cli-bench 110 60 "$INFERD" bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 \
+        --device cuda -r 3 --prompt-len 512 --gen-len 64
+fi
+
+# ---- results table ----
+{
+    echo
+    echo "==== inferd GPU check: ${GPU:-unknown GPU}, sm_$ARCH, $(elapsed)s ===="
+    printf '%-10s %-8s %6s  %s\n' stage status time note
+    for r in "${ROWS[@]}"; do echo "$r"; done
+    if grep -q . "$RESULTS" 2>/dev/null; then
+        echo "---- checks: $(grep -c '^ok' "$RESULTS") ok, $(grep -c '^FAIL' "$RESULTS") failed ----"
+        grep '^FAIL' "$RESULTS" | head -n 20
+        grep -E '^ok	(bench|greedy)' "$RESULTS" | cut -f2- | sed 's/\t/  /g'
+        grep -E '^FAIL	(bench|greedy)' "$RESULTS" | cut -f2- | sed 's/\t/  /g'
+        grep '^metric' "$RESULTS" | cut -f2- | sed 's/\t/ = /'
+    fi
+    [ -f "$OUTDIR/cli-bench.log" ] && grep -E 'prefill|decode' "$OUTDIR/cli-bench.log" | head -n 4
+    echo "logs: $OUTDIR"
+} | tee "$OUTDIR/summary.txt"
+exit $FAILED

@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * test_list_cuda.h: CUDA backend host-side planning entries of the unit-test registry (see test_list.h).
+ * They run in every build: the planning code is plain C (src/backend/cuda/cuda_plan.c). */
+TEST_ENTRY(cuda_plan_gemv_threshold_and_types, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_plan_attention_decode_splits, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_plan_attention_prefill_tiles, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_plan_graph_buckets_cover_batches, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_plan_memory_fits_and_refuses, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_backend_unavailable_or_reports, 30, TIER_DEFAULT)
