@@ -174,6 +174,10 @@ struct engine_stats {
     uint64_t prefix_queries, prefix_hits;      /* tokens */
     uint64_t prompt_tokens, generation_tokens;
     uint64_t preemptions, steps;
+    /* Wall time of the steps that ran a forward pass, and the model_forward part
+     * of it: the rest (scheduling, sampling, stops, streams) is the engine's
+     * overhead, reported by `inferd bench --requests` and /metrics. */
+    double step_seconds, forward_seconds;
     uint64_t finished[ENGINE_FINISH_ERROR + 1];
     struct engine_histogram ttft, itl, e2e, queue;
 };

@@ -135,14 +135,17 @@ static void report(struct bench_run *b, double wall, const struct engine_stats *
     double p50i = pct(&b->itl, .5), p90i = pct(&b->itl, .9), p99i = pct(&b->itl, .99);
     double p50e = pct(&b->e2e, .5), p99e = pct(&b->e2e, .99);
     double kv_peak = 100.0 * st->kv_blocks_peak / st->kv_blocks_total;
+    double overhead = st->step_seconds > 0 ? 100.0 * (1.0 - st->forward_seconds / st->step_seconds) : 0.0;
     if (c->json) {
         printf("{\"requests\":%d,\"concurrency\":%d,\"prompt_len\":%d,\"gen_len\":%d,\"mixed\":%s,\"wall_s\":%.3f,"
                "\"input_tok_s\":%.2f,\"output_tok_s\":%.2f,\"requests_per_s\":%.3f,"
                "\"ttft_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f},\"itl_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f},"
-               "\"e2e_s\":{\"p50\":%.3f,\"p99\":%.3f},\"kv_peak_pct\":%.1f,\"preemptions\":%llu}\n",
+               "\"e2e_s\":{\"p50\":%.3f,\"p99\":%.3f},\"kv_peak_pct\":%.1f,\"preemptions\":%llu,"
+               "\"steps\":%llu,\"engine_overhead_pct\":%.2f}\n",
                c->requests, c->concurrency, c->prompt_len, c->gen_len, c->mixed ? "true" : "false", wall,
                b->in_tokens / wall, b->out_tokens / wall, c->requests / wall, p50t * 1e3, p90t * 1e3, p99t * 1e3,
-               p50i * 1e3, p90i * 1e3, p99i * 1e3, p50e, p99e, kv_peak, (unsigned long long)st->preemptions);
+               p50i * 1e3, p90i * 1e3, p99i * 1e3, p50e, p99e, kv_peak, (unsigned long long)st->preemptions,
+               (unsigned long long)st->steps, overhead);
         return;
     }
     printf("%d requests, concurrency %d, prompt %d, output %d%s, %.2f s\n"
@@ -150,11 +153,12 @@ static void report(struct bench_run *b, double wall, const struct engine_stats *
            "  TTFT         p50 %8.1f ms   p90 %8.1f ms   p99 %8.1f ms\n"
            "  ITL          p50 %8.1f ms   p90 %8.1f ms   p99 %8.1f ms\n"
            "  end to end   p50 %8.2f s    p99 %8.2f s\n"
-           "  KV cache     peak %.1f%% of %d blocks, %llu preemptions\n",
+           "  KV cache     peak %.1f%% of %d blocks, %llu preemptions\n"
+           "  engine       %llu steps, %.2f%% of step time outside the forward pass (scheduling, sampling, streams)\n",
            c->requests, c->concurrency, c->prompt_len, c->gen_len, c->mixed ? " (mixed)" : "", wall,
            b->in_tokens / wall, b->out_tokens / wall, c->requests / wall, p50t * 1e3, p90t * 1e3, p99t * 1e3,
            p50i * 1e3, p90i * 1e3, p99i * 1e3, p50e, p99e, kv_peak, st->kv_blocks_total,
-           (unsigned long long)st->preemptions);
+           (unsigned long long)st->preemptions, (unsigned long long)st->steps, overhead);
 }
 
 int bench_engine(const struct config *c, struct cli_runtime *rt)

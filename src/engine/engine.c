@@ -405,12 +405,20 @@ static void update_gauges(struct engine *e)
 /* Runs one step; returns false when there is nothing to do. */
 static bool engine_step(struct engine *e)
 {
+    double t_start = engine_now();
     admit_inbox(e);
     int n = sched_step(e);
     if (n > 0) {
+        double t_forward = engine_now();
         int rc = model_forward(e->model, e->ws, e->kv, &e->plan, e->logits);
+        double forward = engine_now() - t_forward;
         if (rc) fail_scheduled(e, rc);
         else postprocess(e);
+        double step = engine_now() - t_start;
+        pthread_mutex_lock(&e->stats_mu);
+        e->stats.step_seconds += step;
+        e->stats.forward_seconds += forward;
+        pthread_mutex_unlock(&e->stats_mu);
     } else if (e->n_running == 0 && e->n_waiting > 0) {
         /* defensive: submit refuses what cannot fit alone, so this means a bug;
          * fail the request rather than stall or spin */

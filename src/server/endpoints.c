@@ -182,6 +182,11 @@ int ep_metrics(struct http_req *r)
         emit_counter(&t, "vllm:prompt_tokens_total", "Prompt tokens prefilled.", m, st.prompt_tokens);
         emit_counter(&t, "vllm:generation_tokens_total", "Tokens generated.", m, st.generation_tokens);
         emit_counter(&t, "vllm:num_preemptions_total", "Sequences preempted to free KV blocks.", m, st.preemptions);
+        emit(&t, "# HELP inferd_engine_step_seconds_total Wall time of engine steps that ran a forward pass.\n"
+                 "# TYPE inferd_engine_step_seconds_total counter\ninferd_engine_step_seconds_total{model_name=\"%s\"} %.6f\n"
+                 "# HELP inferd_engine_forward_seconds_total The model forward part of those steps.\n"
+                 "# TYPE inferd_engine_forward_seconds_total counter\ninferd_engine_forward_seconds_total{model_name=\"%s\"} %.6f\n",
+             m, st.step_seconds, m, st.forward_seconds);
         emit(&t, "# HELP vllm:request_success_total Finished requests by reason.\n# TYPE vllm:request_success_total counter\n");
         static const char *reasons[] = { NULL, "stop", "length", "abort", "error" };
         for (int f = ENGINE_FINISH_STOP; f <= ENGINE_FINISH_ERROR; f++)

@@ -41,6 +41,16 @@ def test_health_ping_metrics_are_public(server):
         assert name in m.text, name
 
 
+def test_engine_time_split_in_metrics(server):
+    r = requests.post(server.url + "/v1/completions", headers=server.headers,
+                      json={"prompt": "Count: one, two,", "max_tokens": 4})
+    assert r.status_code == 200
+    m = server.metrics()
+    label = '{model_name="SmolLM2-135M-Instruct.Q4_1"}'
+    step, forward = m["inferd_engine_step_seconds_total" + label], m["inferd_engine_forward_seconds_total" + label]
+    assert 0 < forward <= step, (forward, step)
+
+
 def test_auth(server):
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     r = requests.post(server.url + "/v1/chat/completions", json=body)
