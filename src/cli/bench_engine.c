@@ -101,7 +101,7 @@ static int submit_one(struct bench_run *b, struct bench_req *q, char *err, size_
     p.sampling.temperature = 0;
     p.ignore_eos = true;
     p.max_tokens = pick_len(b, b->c->gen_len);
-    *q = (struct bench_req){ .t_submit = cli_now_s(), .open = true };
+    *q = (struct bench_req){ .t_submit = ifd_now(), .open = true };
     return engine_submit(b->e, b->prompt, n, &p, on_news, NULL, &q->s, err, errlen);
 }
 
@@ -110,7 +110,7 @@ static int drain_ready(struct bench_run *b, struct bench_req *q)
 {
     struct engine_chunk *ch;
     while (engine_stream_next(q->s, &ch, 0) == 0) {
-        double now = cli_now_s();
+        double now = ifd_now();
         if (ch->n_tokens) {
             if (q->n_chunks++) push(&b->itl, now - q->t_last);
             else push(&b->ttft, now - q->t_submit);
@@ -175,7 +175,7 @@ int bench_engine(const struct config *c, struct cli_runtime *rt)
         fprintf(stderr, "inferd: %s\n", reqs && b.prompt ? err : "out of memory");
         goto out;
     }
-    double t0 = cli_now_s();
+    double t0 = ifd_now();
     uint64_t seen = 0;
     while (done < c->requests) {
         while (submitted < c->requests && submitted - done < C) {
@@ -196,7 +196,7 @@ int bench_engine(const struct config *c, struct cli_runtime *rt)
             done++;
         }
     }
-    double wall = cli_now_s() - t0;
+    double wall = ifd_now() - t0;
     struct engine_stats st;
     engine_wait_idle(b.e);
     engine_get_stats(b.e, &st);

@@ -8,6 +8,7 @@
 #ifndef INFERD_CLI_COMMON_H
 #define INFERD_CLI_COMMON_H
 
+#include "inferd/sys.h"
 #include "inferd/backend.h"
 #include "inferd/config.h"
 #include "inferd/engine.h"
@@ -25,10 +26,6 @@ void cli_unload(struct cli_runtime *rt);
 
 /* Engine settings from the options. */
 void cli_engine_config(const struct config *c, struct engine_config *ec);
-
-double cli_now_s(void);
-/* Peak resident set size of this process in bytes (VmHWM), or 0 if unknown. */
-size_t cli_peak_rss(void);
 
 /* Checks a subcommand's own requirements: first with rt NULL (after parsing),
  * then with the loaded runtime. Returns an error message or NULL. */

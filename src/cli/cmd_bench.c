@@ -40,9 +40,9 @@ static double median(double *v, int n)
 static int time_prefill(struct seq_runner *sr, const int32_t *tokens, int n, double *secs)
 {
     seq_runner_reset(sr);
-    double t0 = cli_now_s();
+    double t0 = ifd_now();
     int rc = seq_runner_feed(sr, tokens, n);
-    *secs = cli_now_s() - t0;
+    *secs = ifd_now() - t0;
     return rc;
 }
 
@@ -52,12 +52,12 @@ static int time_decode(struct seq_runner *sr, const int32_t *tokens, int depth, 
     seq_runner_reset(sr);
     int rc = depth ? seq_runner_feed(sr, tokens, depth) : 0;
     int32_t id = tokens[depth];
-    double t0 = cli_now_s();
+    double t0 = ifd_now();
     for (int i = 0; !rc && i < n; i++) {
         rc = seq_runner_feed(sr, &id, 1);
         id = sampler_argmax(sr->logits, n_vocab);
     }
-    *secs = cli_now_s() - t0;
+    *secs = ifd_now() - t0;
     return rc;
 }
 
@@ -88,7 +88,7 @@ static int bench(const struct config *c, struct cli_runtime *rt)
         fprintf(stderr, "inferd: benchmark failed: %s\n", ifd_strerror(rc));
     } else {
         double pp_tps = c->prompt_len / median(pp, reps), tg_tps = c->gen_len / median(tg, reps);
-        double rss_mib = (double)cli_peak_rss() / (1 << 20);
+        double rss_mib = (double)ifd_proc_bytes("/proc/self/status", "VmHWM") / (1 << 20);
         if (c->json)
             printf("{\"model\":\"%s\",\"threads\":%d,\"prompt_len\":%d,\"prefill_tok_s\":%.2f,\"decode_depth\":%d,"
                    "\"gen_len\":%d,\"decode_tok_s\":%.2f,\"ctx\":%d,\"peak_rss_mib\":%.1f,\"repetitions\":%d}\n",

@@ -151,7 +151,7 @@ static int wait_for_stop(const sigset_t *set, const struct config *c)
 
 static int serve(struct config *c, const sigset_t *set)
 {
-    double t0 = cli_now_s();
+    double t0 = ifd_now();
     struct server_config sc;
     char keys[SERVER_MAX_API_KEYS][256], err[512], name[256], path[CONFIG_PATH_MAX];
     server_config_from(c, &sc);
@@ -175,7 +175,7 @@ static int serve(struct config *c, const sigset_t *set)
     cli_engine_config(c, &ec);
     if (engine_create(&e, rt.model, rt.tok, &ec, err, sizeof err)) goto fail;
     server_set_ready(srv, e, rt.tok, tmpl, rt.model->hp.n_vocab);
-    LOG_INFO("serve", "ready in %.0f ms: model '%s' on %s:%d", (cli_now_s() - t0) * 1e3, name, c->host, c->port);
+    LOG_INFO("serve", "ready in %.0f ms: model '%s' on %s:%d", (ifd_now() - t0) * 1e3, name, c->host, c->port);
     int sig = wait_for_stop(set, c);
     LOG_INFO("serve", "%s: draining for up to %.0f s (%d requests in flight)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              c->shutdown_timeout, server_in_flight(srv));

@@ -20,13 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-double engine_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 void engine_config_default(struct engine_config *c)
 {
     *c = (struct engine_config){ .block_size = 16, .max_num_batched_tokens = 512, .max_num_seqs = 64,
@@ -208,7 +201,7 @@ void engine_emit(struct engine *e, struct request *r, struct engine_chunk *c, bo
 {
     struct engine_stream *s = r->stream;
     if (request_done) {
-        double now = engine_now();
+        double now = ifd_now();
         enum engine_finish f = c ? c->finish : ENGINE_FINISH_ERROR;
         if (c) {
             c->request_done = true;
@@ -255,7 +248,7 @@ void engine_emit(struct engine *e, struct request *r, struct engine_chunk *c, bo
 /* Ends every unfinished choice of r (which is freed with the last). */
 static void cancel_request(struct engine *e, struct request *r, enum engine_finish f, const char *error)
 {
-    double now = engine_now();
+    double now = ifd_now();
     struct seq *seqs[ENGINE_MAX_N];
     int n = r->n_seqs;
     memcpy(seqs, r->seqs, (size_t)n * sizeof *seqs);
@@ -366,7 +359,7 @@ static void advance(struct engine *e, struct seq *s, float *row, double now)
 
 static void postprocess(struct engine *e)
 {
-    double now = engine_now();
+    double now = ifd_now();
     size_t V = (size_t)e->model->hp.n_vocab;
     int row = 0;
     uint64_t prompt_tokens = 0, gen_tokens = 0;
@@ -405,16 +398,16 @@ static void update_gauges(struct engine *e)
 /* Runs one step; returns false when there is nothing to do. */
 static bool engine_step(struct engine *e)
 {
-    double t_start = engine_now();
+    double t_start = ifd_now();
     admit_inbox(e);
     int n = sched_step(e);
     if (n > 0) {
-        double t_forward = engine_now();
+        double t_forward = ifd_now();
         int rc = model_forward(e->model, e->ws, e->kv, &e->plan, e->logits);
-        double forward = engine_now() - t_forward;
+        double forward = ifd_now() - t_forward;
         if (rc) fail_scheduled(e, rc);
         else postprocess(e);
-        double step = engine_now() - t_start;
+        double step = ifd_now() - t_start;
         pthread_mutex_lock(&e->stats_mu);
         e->stats.step_seconds += step;
         e->stats.forward_seconds += forward;
@@ -542,19 +535,6 @@ static int check_params(const struct engine *e, const int32_t *prompt, int n_pro
     return 0;
 }
 
-/* MemAvailable from /proc/meminfo, in bytes (0 if unknown). */
-static size_t mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024;
-}
-
 /* Pool size: the configured bytes, or a quarter of available memory capped at
  * what max_num_seqs full-length sequences could use; never less than one
  * sequence of max_model_len. Pages are only touched when used (cpu_alloc). */
@@ -570,7 +550,7 @@ static int size_pool(struct engine *e, char *err, size_t errlen)
         blocks = (int64_t)(e->cfg.kv_cache_bytes / per_block);
     } else {
         int64_t cap = (int64_t)e->cfg.max_num_seqs * ((want_len + bs - 1) / bs);
-        blocks = (int64_t)(mem_available() / 4 / per_block);
+        blocks = (int64_t)(ifd_proc_bytes("/proc/meminfo", "MemAvailable") / 4 / per_block);
         if (blocks > cap) blocks = cap;
         if (blocks < (want_len + bs - 1) / bs + 1) blocks = (want_len + bs - 1) / bs + 1;
     }
@@ -630,7 +610,7 @@ int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, c
     pthread_cond_init(&e->idle_cv, NULL);
     e->settled = true;
     stats_init(&e->stats);
-    rng_seed(&e->rng, (uint64_t)engine_now() * 1000003u ^ (uint64_t)(uintptr_t)e);
+    rng_seed(&e->rng, (uint64_t)ifd_now() * 1000003u ^ (uint64_t)(uintptr_t)e);
     rc = size_pool(e, err, errlen);
     if (!rc && (rc = model_workspace_init(&e->ws, m, cfg->max_num_batched_tokens, cfg->max_num_seqs)))
         ifd_fail(err, errlen, rc, "cannot allocate the model workspace");
@@ -693,7 +673,7 @@ int engine_submit(struct engine *e, const int32_t *prompt, int n_prompt, const s
     memcpy(r->prompt, prompt, (size_t)n_prompt * sizeof *prompt);
     r->n_prompt = n_prompt;
     r->stream = s;
-    r->t_arrival = engine_now();
+    r->t_arrival = ifd_now();
     pthread_mutex_lock(&e->inbox_mu);
     bool full = e->n_queued >= e->cfg.max_queued_requests;
     if (!full) {

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "inferd/sys.h"
 #include "inferd/engine.h"
 #include "inferd/rng.h"
 #include "kv_blocks.h"
@@ -156,7 +157,6 @@ void seq_finish(struct engine *e, struct seq *s, enum engine_finish f, const cha
                 double now);
 
 /* engine.c */
-double engine_now(void);
 /* Queues c (may be NULL) on r's stream and wakes the consumer. With request_done
  * the chunk also gets the usage, the stream is closed and r is freed. */
 void engine_emit(struct engine *e, struct request *r, struct engine_chunk *c, bool request_done);

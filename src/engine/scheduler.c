@@ -227,7 +227,7 @@ static void schedule_waiting(struct engine *e, int *budget)
         struct request *r = s->req;
         if (r->state == REQ_WAITING) {
             r->state = REQ_RUNNING;
-            r->t_scheduled = engine_now();
+            r->t_scheduled = ifd_now();
             r->cached_tokens = s->n_computed;
             pthread_mutex_lock(&e->inbox_mu); /* the request no longer counts against max_queued_requests */
             e->n_queued--;

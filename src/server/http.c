@@ -27,13 +27,6 @@
 
 #define WATCH_INTERVAL_MS 250
 
-double server_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* ---- routing ---- */
 
 struct route_def {
@@ -123,7 +116,7 @@ static void untrack(struct server *s, struct http_req *r)
 static void access_log(const struct http_req *r, const char *method, enum MHD_RequestTerminationCode toe)
 {
     const struct gen *g = r->gen;
-    double total = server_now() - r->t_start;
+    double total = ifd_now() - r->t_start;
     log_write(LOG_LEVEL_INFO, "access", r->id, "%s %s %d in=%d out=%d ttft_ms=%.1f total_ms=%.1f%s", method,
               route_name(r->route), r->status, g ? g->prompt_tokens : 0, g ? g->completion_tokens : 0,
               g ? g->ttft_s * 1e3 : 0.0, total * 1e3, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
@@ -222,7 +215,7 @@ static int begin(struct server *s, struct MHD_Connection *c, const char *url, co
     r->srv = s;
     r->conn = c;
     r->id = atomic_fetch_add(&s->next_id, 1) + 1;
-    r->t_start = server_now();
+    r->t_start = ifd_now();
     snprintf(r->method, sizeof r->method, "%s", method);
     const struct route_def *rd = find_route(url);
     r->route = rd ? rd->route : ROUTE_NOT_FOUND;
@@ -275,7 +268,7 @@ static void *watchdog_main(void *arg)
     struct server *s = arg;
     while (!atomic_load(&s->stopping)) {
         usleep(WATCH_INTERVAL_MS * 1000);
-        double now = server_now();
+        double now = ifd_now();
         pthread_mutex_lock(&s->mu);
         for (struct http_req *r = s->in_flight; r; r = r->next)
             if (r->gen) gen_watch(r->gen, now);
@@ -369,8 +362,8 @@ int server_drain(struct server *s, double timeout_s)
     atomic_store(&s->state, SERVER_DRAINING);
     MHD_socket listen_fd = s->mhd ? MHD_quiesce_daemon(s->mhd) : MHD_INVALID_SOCKET;
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd); /* new connections are refused, not queued */
-    double deadline = server_now() + timeout_s;
-    while (server_in_flight(s) > 0 && server_now() < deadline) usleep(20000);
+    double deadline = ifd_now() + timeout_s;
+    while (server_in_flight(s) > 0 && ifd_now() < deadline) usleep(20000);
     int cancelled = 0;
     pthread_mutex_lock(&s->mu);
     for (struct http_req *r = s->in_flight; r; r = r->next)

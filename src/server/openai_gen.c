@@ -275,7 +275,7 @@ static ssize_t gen_reader(void *cls, uint64_t pos, char *buf, size_t max)
             memcpy(buf, g->out + g->out_pos, n);
             g->out_pos += n;
             pthread_mutex_lock(&g->mu);
-            g->t_last_write = server_now();
+            g->t_last_write = ifd_now();
             pthread_mutex_unlock(&g->mu);
             return (ssize_t)n;
         }
@@ -412,7 +412,7 @@ int gen_start(struct http_req *r, struct gen_request *req)
     req->prompt = NULL;
     pthread_mutex_init(&g->mu, NULL);
     g->created = (long)time(NULL);
-    g->t_last_write = server_now();
+    g->t_last_write = ifd_now();
     make_id(g, req->chat, r->id);
     char err[512];
     int rc = engine_submit(r->srv->engine, g->req.prompt, g->req.n_prompt, &g->req.params, gen_notify, g, &g->stream,

@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "inferd/sys.h"
 #include "inferd/chat_template.h"
 #include "inferd/server.h"
 
@@ -147,6 +148,5 @@ int ep_invocations(struct http_req *r, json_t *body);
 int ep_generate(struct http_req *r, json_t *body, bool chat);
 
 /* ---- http.c ---- */
-double server_now(void);
 
 #endif
