@@ -15,6 +15,7 @@
  * fails here before it shows up as a logits drift.
  */
 #include "test.h"
+#include "test_backend.h"
 
 #include <immintrin.h>
 #include <stdio.h>
@@ -25,16 +26,6 @@
 #include "inferd/backend.h"
 #include "inferd/quant.h"
 #include "inferd/rng.h"
-
-static const char *k_isas[] = { "scalar", "avx2", "avx512" };
-
-static struct backend *make_backend(const char *isa, int threads)
-{
-    struct backend *be;
-    char err[256];
-    struct backend_opts o = { .device = "cpu", .n_threads = threads, .isa = isa };
-    return backend_create(&be, &o, err, sizeof err) == 0 ? be : NULL;
-}
 
 static int rand_int(struct rng *r, int lo, int hi) /* [lo, hi] */
 {

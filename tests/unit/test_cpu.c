@@ -13,6 +13,7 @@
  * rounding boundary (one half ulp of ~0.05 weights times |v| <= 1).
  */
 #include "test.h"
+#include "test_backend.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,17 +25,6 @@
 #include "inferd/backend.h"
 #include "inferd/quant.h"
 #include "inferd/rng.h"
-
-static const char *k_isas[] = { "scalar", "avx2", "avx512" };
-
-/* Creates a backend forcing an ISA; returns NULL when this CPU cannot run it. */
-static struct backend *make_backend(const char *isa, int threads)
-{
-    struct backend *be;
-    char err[256];
-    struct backend_opts o = { .device = "cpu", .n_threads = threads, .isa = isa };
-    return backend_create(&be, &o, err, sizeof err) == 0 ? be : NULL;
-}
 
 static void fill_random(struct rng *r, float *x, int64_t n, float scale)
 {
