@@ -98,31 +98,31 @@ ALWAYS_INLINE void q4x8_tile(const uint8_t *grp, int64_t nb, const int HAS_M, co
                              const int NT, float *y, int64_t ldy, int accumulate)
 {
     const size_t bb = HAS_M ? 160 : 144, hdr = HAS_M ? 32 : 16;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const block_q8_1f *a[4];
+    for (int t = 0; t < NT; t++) a[t] = (const block_q8_1f *)(xa + t * xa_stride);
     __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = grp + b * bb;
         prefetch_ahead(blk, (int)bb);
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-        __m256 mw = HAS_M ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)))
-                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.f));
         const uint8_t *qs = blk + hdr;
         __m256i sum16[4];
         for (int j = 0; j < 4; j++) {
             __m256i c = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
             __m256i lo = _mm256_and_si256(c, m4), hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), m4);
             for (int t = 0; t < NT; t++) {
-                const block_q8_1f *a = (const block_q8_1f *)(xa + t * xa_stride) + b;
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a->qs + 4 * j)),
-                                             _mm256_maddubs_epi16(hi, bcast4(a->qs + 16 + 4 * j)));
-                sum16[t] = j ? _mm256_add_epi16(sum16[t], p) : p;
+                __m256i pl = _mm256_maddubs_epi16(lo, bcast4(a[t][b].qs + 4 * j));
+                __m256i ph = _mm256_maddubs_epi16(hi, bcast4(a[t][b].qs + 16 + 4 * j));
+                sum16[t] = j ? _mm256_add_epi16(_mm256_add_epi16(sum16[t], pl), ph) : _mm256_add_epi16(pl, ph);
             }
         }
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        __m256 mw = HAS_M ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)))
+                          : _mm256_mul_ps(dw, _mm256_set1_ps(-8.f));
         for (int t = 0; t < NT; t++) {
-            const block_q8_1f *a = (const block_q8_1f *)(xa + t * xa_stride) + b;
-            __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum16[t], ones));
-            acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_set1_ps(a->d)), acc[t]);
-            acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a->s), acc[t]);
+            __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum16[t], _mm256_set1_epi16(1)));
+            acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t][b].d)), acc[t]);
+            acc[t] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(&a[t][b].s), acc[t]);
         }
     }
     for (int t = 0; t < NT; t++) {
