@@ -37,14 +37,14 @@ int main(int argc, char **argv)
         char *help[] = { argv[0], "--help", NULL };
         return cmd_serve(2, help, 1);
     }
+    if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
+        printf("inferd %s\n", INFERD_VERSION);
+        return 0;
+    }
     if (argc < 2 || argv[1][0] == '-') return cmd_serve(argc, argv, 1); /* no command: serve */
     if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc, argv, 2);
     if (strcmp(argv[1], "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
-    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("inferd %s\n", INFERD_VERSION);
-        return 0;
-    }
     fprintf(stderr, "inferd: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 1;

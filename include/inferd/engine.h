@@ -135,6 +135,8 @@ void engine_chunk_free(struct engine_chunk *c);
  * called after engine_stream_release returns. */
 typedef void (*engine_notify_fn)(void *arg);
 
+/* tok may be NULL (token-ids-only mode, for dummy models in benchmarks): no
+ * text in the chunks, no stop strings, and no end-of-generation tokens. */
 int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, const struct engine_config *cfg,
                   char *err, size_t errlen);
 /* Stops the engine thread (cancelling what is in flight) and frees everything. */

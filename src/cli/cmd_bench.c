@@ -115,13 +115,7 @@ static int bench_main(const struct config *c, struct cli_runtime *rt)
     return bench(c, rt);
 }
 
-static const char *check_bench(const struct config *c, const struct cli_runtime *rt)
-{
-    if (rt && c->requests > 0 && !rt->tok) return "the engine benchmark needs a tokenizer: pass --model FILE";
-    return NULL;
-}
-
 int cmd_bench(int argc, char **argv)
 {
-    return cli_run(argc, argv, CMD_BENCH, g_usage, check_bench, bench_main);
+    return cli_run(argc, argv, CMD_BENCH, g_usage, NULL, bench_main);
 }

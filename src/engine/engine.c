@@ -518,6 +518,7 @@ static int check_params(const struct engine *e, const int32_t *prompt, int n_pro
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "min_tokens must not exceed max_tokens");
     if (p->n_stop < 0 || p->n_stop > ENGINE_MAX_STOP)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "at most %d stop strings", ENGINE_MAX_STOP);
+    if (p->n_stop && !e->tok) return ifd_fail(err, errlen, IFD_ERR_INVALID, "stop strings need a tokenizer");
     for (int i = 0; i < p->n_stop; i++) {
         size_t len = p->stop[i] ? strlen(p->stop[i]) : 0;
         if (len == 0 || len > ENGINE_MAX_STOP_LEN)
@@ -585,7 +586,7 @@ static int collect_eog(struct engine *e)
     int V = e->model->hp.n_vocab;
     e->eog_ids = malloc((size_t)V * sizeof *e->eog_ids);
     if (!e->eog_ids) return IFD_ERR_NOMEM;
-    for (int i = 0; i < V; i++)
+    for (int i = 0; e->tok && i < V; i++)
         if (tokenizer_is_eog(e->tok, i)) e->eog_ids[e->n_eog++] = i;
     return 0;
 }
@@ -596,8 +597,7 @@ int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, c
     *out = NULL;
     int rc = check_config(cfg, err, errlen);
     if (rc) return rc;
-    if (!tok) return ifd_fail(err, errlen, IFD_ERR_INVALID, "the engine needs a tokenizer");
-    if (tokenizer_n_vocab(tok) > m->hp.n_vocab)
+    if (tok && tokenizer_n_vocab(tok) > m->hp.n_vocab)
         return ifd_fail(err, errlen, IFD_ERR_FORMAT, "tokenizer has %d tokens, the model only %d", tokenizer_n_vocab(tok),
                         m->hp.n_vocab);
     struct engine *e = calloc(1, sizeof *e);

@@ -136,7 +136,7 @@ static enum engine_finish finish_after(const struct engine *e, const struct seq 
 {
     const struct engine_params *p = &s->req->params;
     *hide = false;
-    if ((!p->ignore_eos && tokenizer_is_eog(e->tok, id)) || is_stop_id(p, id)) {
+    if ((!p->ignore_eos && e->tok && tokenizer_is_eog(e->tok, id)) || is_stop_id(p, id)) {
         *hide = true; /* end tokens are not text (as vLLM with skip_special_tokens) */
         return ENGINE_FINISH_STOP;
     }
@@ -149,10 +149,11 @@ static enum engine_finish finish_after(const struct engine *e, const struct seq 
  * Returns 0 or IFD_ERR_NOMEM. */
 static int add_text(struct engine *e, struct seq *s, int32_t id, struct engine_chunk *c, int *matched)
 {
+    *matched = -1;
+    if (!e->tok) return 0; /* token-ids-only mode */
     char piece[1024];
     int cap = tokenizer_max_piece_len(e->tok) + 4, n;
     char *buf = cap <= (int)sizeof piece ? piece : malloc((size_t)cap);
-    *matched = -1;
     if (!buf) return IFD_ERR_NOMEM;
     n = detok_push(&s->detok, id, buf, cap);
     int rc = n > 0 ? stop_feed(&s->stop, buf, (size_t)n, &c->text, &c->text_len, matched) : 0;

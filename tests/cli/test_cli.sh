@@ -58,6 +58,8 @@ bad_arguments)
     contains "$err" "unknown command"
     expect_ok generate --help
     contains "$out" "--prompt"
+    expect_ok --version
+    contains "$out" "inferd "
     ;;
 context_overflow)
     expect_fail generate --model "$model" --ctx-size 8 --prompt "one two three four five six seven eight nine ten eleven"
@@ -85,6 +87,11 @@ bench_dummy)
     contains "$out" "decode"
     expect_fail bench --load-format dummy --dummy-preset nope
     contains "$err" "unknown dummy preset"
+    # the engine benchmark on a dummy model (no tokenizer: token ids only)
+    expect_ok bench --load-format dummy --dummy-preset tiny --dummy-type Q4_0 --requests 6 --concurrency 3 \
+        --prompt-len 16 --gen-len 5 --json
+    contains "$out" '"requests":6'
+    contains "$out" '"output_tok_s"'
     ;;
 *)
     echo "unknown case $case_name"; exit 2 ;;
