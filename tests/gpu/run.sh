@@ -7,6 +7,10 @@
 #
 #   tests/gpu/run.sh [OUT_DIR]        (or INFERD_GPU_OUT=DIR; default $OUT, else ./gpu-out)
 #
+# With INFERD_GPU_PREBUILT=DIR (made by scripts/gpu_bundle.sh on a CPU machine:
+# DIR/bin/{inferd,inferd_gpu_check}, DIR/lib/*.so) nothing is configured or
+# built here, and the daemon stages run even without the -dev libraries.
+#
 # Stages (each independent: a failing stage is reported and the next runs):
 #   env        GPU model, driver, toolkit
 #   configure  cmake with CUDA on; compute-only (no jansson/libuv/pcre2/mhd) when those are missing
@@ -17,6 +21,7 @@
 #   daemon     `inferd generate` CPU vs CUDA on a real GGUF, if one is present (models/ or $INFERD_MODEL)
 #   bench      decode/prefill on a Llama-3-8B-shaped bf16 dummy model, HBM roofline, GEMM vs cuBLAS
 #   cli-bench  `inferd bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 --device cuda`
+#   load64     the same model through the engine: 128 requests at concurrency 64 (output tokens/s)
 # Full logs go to OUT_DIR/<stage>.log, check rows to OUT_DIR/results.tsv, and
 # the results table (printed last) to OUT_DIR/summary.txt. Exit status: 0 when
 # every stage that ran passed. See tests/gpu/README.md.
@@ -112,13 +117,47 @@ configure() {
 }
 export ARCH PATH
 export -f have_server_libs configure
-stage configure 60 20 configure
-stage build 180 60 cmake --build "$BUILD" -j"$JOBS" --target inferd_gpu_check
+
+# cuBLAS and cudart for prebuilt binaries: the toolkit's lib64, else the pip wheels'
+cuda_lib_path() {
+    local d dirs=()
+    for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -e "$d/libcublas.so.13" ] && dirs+=("$d")
+    done
+    if [ ${#dirs[@]} = 0 ]; then
+        while read -r f; do dirs+=("$(dirname "$f")"); done < <(find / -xdev -name 'libcublas.so.13' -path '*nvidia*' 2>/dev/null | head -n 2)
+        while read -r f; do dirs+=("$(dirname "$f")"); done < <(find / -xdev -name 'libcudart.so.13' -path '*nvidia*' 2>/dev/null | head -n 1)
+    fi
+    local IFS=:
+    echo "${dirs[*]}"
+}
+
+PREBUILT=${INFERD_GPU_PREBUILT:-}
+[ -n "$PREBUILT" ] && PREBUILT=$(cd "$PREBUILT" 2>/dev/null && pwd)
 DAEMON=0
-if grep -q '^INFERD_COMPUTE_ONLY:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
-    record build-cli SKIP 0 "server libraries not installed: no daemon binary on this host"
-elif stage build-cli 120 60 cmake --build "$BUILD" -j"$JOBS" --target inferd; then
-    DAEMON=1
+if [ -n "$PREBUILT" ] && [ -x "$PREBUILT/bin/inferd_gpu_check" ]; then
+    if [ "$(cat "$PREBUILT/ARCH" 2>/dev/null)" != "$ARCH" ]; then
+        echo "note: bundle built for sm_$(cat "$PREBUILT/ARCH" 2>/dev/null), this GPU is sm_$ARCH (PTX JIT may apply)"
+    fi
+    CHECK=$PREBUILT/bin/inferd_gpu_check
+    INFERD=$PREBUILT/bin/inferd
+    LD_LIBRARY_PATH=$PREBUILT/lib:$(cuda_lib_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export CHECK INFERD LD_LIBRARY_PATH
+    record build SKIP 0 "prebuilt bundle $(cat "$PREBUILT/COMMIT" 2>/dev/null | cut -c1-60)"
+    if "$INFERD" --version >"$OUTDIR/bundle-ldd.log" 2>&1; then
+        DAEMON=1
+    else
+        ldd "$INFERD" >>"$OUTDIR/bundle-ldd.log" 2>&1
+        record build-cli FAIL 0 "bundled daemon does not start (see bundle-ldd.log)"
+    fi
+else
+    stage configure 60 20 configure
+    stage build 180 60 cmake --build "$BUILD" -j"$JOBS" --target inferd_gpu_check
+    if grep -q '^INFERD_COMPUTE_ONLY:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+        record build-cli SKIP 0 "server libraries not installed: no daemon binary on this host"
+    elif stage build-cli 120 60 cmake --build "$BUILD" -j"$JOBS" --target inferd; then
+        DAEMON=1
+    fi
 fi
 
 # ---- checks ----
@@ -168,6 +207,10 @@ fi
 if [ $DAEMON = 1 ]; then
     stage cli-bench 110 60 "$INFERD" bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 \
         --device cuda -r 3 --prompt-len 512 --gen-len 64
+    # the engine under load: 64 concurrent requests, token ids only (dummy models have no tokenizer)
+    stage load64 150 60 "$INFERD" bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 \
+        --device cuda --kv-cache-memory 8G --max-num-seqs 64 --requests 128 --concurrency 64 \
+        --prompt-len 128 --gen-len 64
 fi
 
 # ---- results table ----
@@ -184,6 +227,7 @@ fi
         grep '^metric' "$RESULTS" | cut -f2- | sed 's/\t/ = /'
     fi
     [ -f "$OUTDIR/cli-bench.log" ] && grep -E 'prefill|decode' "$OUTDIR/cli-bench.log" | head -n 4
+    [ -f "$OUTDIR/load64.log" ] && grep -E 'requests|throughput|TTFT|ITL|engine' "$OUTDIR/load64.log" | head -n 5
     echo "logs: $OUTDIR"
 } | tee "$OUTDIR/summary.txt"
 exit $FAILED
