@@ -183,9 +183,11 @@ daemon_greedy() {
                    "List three prime numbers:" "Once upon a time")
     local bad=0 i=0
     for p in "${prompts[@]}"; do
-        "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cpu >"$OUTDIR/daemon_cpu_$i.txt" 2>/dev/null
-        "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cuda >"$OUTDIR/daemon_cuda_$i.txt" 2>/dev/null
-        if cmp -s "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_cuda_$i.txt"; then
+        "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cpu >"$OUTDIR/daemon_cpu_$i.txt" 2>&1
+        if ! "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cuda \
+            >"$OUTDIR/daemon_cuda_$i.txt" 2>"$OUTDIR/daemon_cuda_$i.err"; then
+            echo "prompt $i: the CUDA run FAILED: $(head -c 300 "$OUTDIR/daemon_cuda_$i.err")"; bad=1
+        elif cmp -s "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_cuda_$i.txt"; then
             echo "prompt $i: equal"
         else
             echo "prompt $i: DIFFERENT"; diff "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_cuda_$i.txt"; bad=1
