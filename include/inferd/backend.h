@@ -122,6 +122,16 @@ struct backend_ops {
                     size_t block_elems);
     /* dst[i] = src[rows[i]] for row length dim (gathers logits rows) */
     void (*gather_rows)(struct backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst);
+
+    /* Device-memory backends (NULL for host memory, where the engine sizes the
+     * KV pool from available RAM): how many KV blocks of block_bytes fit once
+     * the weights and every workspace are allocated, keeping weights +
+     * workspace + KV within `utilization` of the device's memory and within
+     * what is free; at most max_blocks (0: no cap). Returns 0 and *n_blocks,
+     * or an error with a message naming what does not fit (fewer than
+     * min_blocks). Called once, after the model workspace exists. */
+    int (*kv_blocks_fit)(struct backend *be, double utilization, size_t block_bytes, int64_t min_blocks,
+                         int64_t max_blocks, int64_t *n_blocks, char *err, size_t errlen);
 };
 
 struct backend {

@@ -58,6 +58,7 @@ void cli_engine_config(const struct config *c, struct engine_config *ec)
     ec->max_queued_requests = c->max_queued_requests;
     ec->max_model_len = c->ctx_size;
     ec->kv_cache_bytes = (size_t)c->kv_cache_memory;
+    ec->gpu_memory_utilization = c->gpu_memory_utilization;
     ec->enable_prefix_caching = c->enable_prefix_caching != 0;
 }
 

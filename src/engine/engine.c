@@ -23,7 +23,8 @@
 void engine_config_default(struct engine_config *c)
 {
     *c = (struct engine_config){ .block_size = 16, .max_num_batched_tokens = 512, .max_num_seqs = 64,
-                                 .max_queued_requests = 256, .enable_prefix_caching = true };
+                                 .max_queued_requests = 256, .enable_prefix_caching = true,
+                                 .gpu_memory_utilization = 0.9 };
 }
 
 void engine_params_default(struct engine_params *p)
@@ -536,9 +537,12 @@ static int check_params(const struct engine *e, const int32_t *prompt, int n_pro
     return 0;
 }
 
-/* Pool size: the configured bytes, or a quarter of available memory capped at
- * what max_num_seqs full-length sequences could use; never less than one
- * sequence of max_model_len. Pages are only touched when used (cpu_alloc). */
+/* Pool size: the configured bytes; else, on a device backend, what fits in
+ * --gpu-memory-utilization of device memory next to the weights and the
+ * workspace (allocated before, so measured, not estimated); else a quarter of
+ * available RAM. The derived sizes are capped at what max_num_seqs
+ * full-length sequences could use and never below one sequence of
+ * max_model_len. Host pages are only touched when used (cpu_alloc). */
 static int size_pool(struct engine *e, char *err, size_t errlen)
 {
     const struct model_hparams *hp = &e->model->hp;
@@ -546,14 +550,17 @@ static int size_pool(struct engine *e, char *err, size_t errlen)
     size_t per_block = kv_cache_block_bytes(hp, bs);
     int want_len = e->cfg.max_model_len ? e->cfg.max_model_len : hp->n_ctx_train;
     if (want_len > hp->n_ctx_train) want_len = hp->n_ctx_train;
-    int64_t blocks;
+    int64_t blocks, one_seq = (want_len + bs - 1) / bs + 1, cap = (int64_t)e->cfg.max_num_seqs * ((want_len + bs - 1) / bs);
+    struct backend *be = e->model->be;
     if (e->cfg.kv_cache_bytes) {
         blocks = (int64_t)(e->cfg.kv_cache_bytes / per_block);
+    } else if (be->ops->kv_blocks_fit) {
+        int rc = be->ops->kv_blocks_fit(be, e->cfg.gpu_memory_utilization, per_block, one_seq, cap, &blocks, err, errlen);
+        if (rc) return rc;
     } else {
-        int64_t cap = (int64_t)e->cfg.max_num_seqs * ((want_len + bs - 1) / bs);
         blocks = (int64_t)(ifd_proc_bytes("/proc/meminfo", "MemAvailable") / 4 / per_block);
         if (blocks > cap) blocks = cap;
-        if (blocks < (want_len + bs - 1) / bs + 1) blocks = (want_len + bs - 1) / bs + 1;
+        if (blocks < one_seq) blocks = one_seq;
     }
     if (blocks < 2) return ifd_fail(err, errlen, IFD_ERR_INVALID, "KV cache of %zu bytes holds less than 2 blocks of %zu bytes",
                                      e->cfg.kv_cache_bytes, per_block);
@@ -578,6 +585,8 @@ static int check_config(const struct engine_config *c, char *err, size_t errlen)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "max_num_seqs must be in [1, min(4096, max_num_batched_tokens)]");
     if (c->max_queued_requests < 1) return ifd_fail(err, errlen, IFD_ERR_INVALID, "max_queued_requests must be >= 1");
     if (c->max_model_len < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "max_model_len must be >= 0");
+    if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "gpu_memory_utilization must be in (0, 1]");
     return 0;
 }
 
@@ -611,9 +620,10 @@ int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, c
     e->settled = true;
     stats_init(&e->stats);
     rng_seed(&e->rng, (uint64_t)ifd_now() * 1000003u ^ (uint64_t)(uintptr_t)e);
-    rc = size_pool(e, err, errlen);
-    if (!rc && (rc = model_workspace_init(&e->ws, m, cfg->max_num_batched_tokens, cfg->max_num_seqs)))
+    /* the workspace first: a device backend sizes the KV pool from what is left */
+    if ((rc = model_workspace_init(&e->ws, m, cfg->max_num_batched_tokens, cfg->max_num_seqs)))
         ifd_fail(err, errlen, rc, "cannot allocate the model workspace");
+    if (!rc) rc = size_pool(e, err, errlen);
     if (!rc && ((rc = sched_init(e)) || (rc = collect_eog(e)))) ifd_fail(err, errlen, rc, "out of memory");
     if (!rc && (uv_loop_init(&e->loop) || uv_async_init(&e->loop, &e->wake, on_wake) || uv_idle_init(&e->loop, &e->idle)))
         rc = ifd_fail(err, errlen, IFD_ERR_INTERNAL, "cannot set up the event loop");
@@ -622,6 +632,7 @@ int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, c
         return rc;
     }
     e->wake.data = e->idle.data = e;
+    update_gauges(e); /* the pool's size is visible (stats, /metrics) before the first step */
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         rc = ifd_fail(err, errlen, IFD_ERR_INTERNAL, "cannot start the engine thread");
         uv_close((uv_handle_t *)&e->wake, NULL);

@@ -69,6 +69,9 @@ static const struct option_row g_rows[] = {
       CMD_ALL, "requests waiting at most; more are refused (HTTP 429)" },
     { "kv-cache-memory", 0, OPT_SIZE, F(kv_cache_memory), "0", "INFERD_KV_CACHE_MEMORY", CMD_ALL,
       "KV cache size, e.g. 512M or 2G (0: a quarter of available memory, at most what max-num-seqs contexts use)" },
+    { "gpu-memory-utilization", 0, OPT_FLOAT, F(gpu_memory_utilization), "0.9",
+      "INFERD_GPU_MEMORY_UTILIZATION,OPTION_GPU_MEMORY_UTILIZATION", CMD_ALL,
+      "--device cuda without --kv-cache-memory: weights, workspace and KV cache fill this share of GPU memory" },
     { "enable-prefix-caching", 0, OPT_FLAG, F(enable_prefix_caching), "1", "INFERD_PREFIX_CACHING,OPTION_ENABLE_PREFIX_CACHING",
       CMD_ALL, "reuse the KV of shared prompt prefixes" },
     { "no-prefix-caching", 0, OPT_FLAG_INV, F(enable_prefix_caching), "0", NULL, CMD_ALL, "disable automatic prefix caching" },
@@ -350,6 +353,8 @@ int config_validate(const struct config *c, char *err, size_t errlen)
     if (c->max_num_seqs < 1 || c->max_num_seqs > 4096 || c->max_num_seqs > c->max_num_batched_tokens)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-num-seqs must be in [1, min(4096, --max-num-batched-tokens)]");
     if (c->max_queued_requests < 1) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-queued-requests must be >= 1");
+    if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--gpu-memory-utilization must be in (0, 1]");
     if (c->requests < 0 || c->concurrency < 1 || c->concurrency > 4096)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--requests must be >= 0 and --concurrency in [1, 4096]");
     if (c->log_level[0] && log_level_parse(c->log_level) < 0)

@@ -78,6 +78,16 @@ TEST(config_precedence_and_errors)
     c->top_p = 1.5f;
     ASSERT_EQ(config_validate(c, err, sizeof err), IFD_ERR_INVALID);
     ASSERT(strstr(err, "--top-p"));
+    c->top_p = 1;
+    ASSERT_NEAR(c->gpu_memory_utilization, 0.9, 1e-6);
+    char *gmu[] = { "inferd", "serve", "--gpu-memory-utilization", "1.5", NULL };
+    ASSERT_OK(config_parse_args(c, CMD_SERVE, 4, gmu, 2, &help, err, sizeof err));
+    ASSERT_EQ(config_validate(c, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT(strstr(err, "--gpu-memory-utilization"));
+    gmu[3] = "0.5";
+    ASSERT_OK(config_parse_args(c, CMD_SERVE, 4, gmu, 2, &help, err, sizeof err));
+    ASSERT_OK(config_validate(c, err, sizeof err));
+    ASSERT_NEAR(c->gpu_memory_utilization, 0.5, 1e-6);
     unlink(path);
     free(c);
 }
@@ -95,7 +105,9 @@ TEST(config_sagemaker_environment)
     setenv("OPTION_MAX_MODEL_LEN", "1024", 1);
     setenv("SM_VLLM_MAX_NUM_BATCHED_TOKENS", "256", 1);
     setenv("SM_VLLM_SERVED_MODEL_NAME", "smol", 1);
+    setenv("OPTION_GPU_MEMORY_UTILIZATION", "0.75", 1);
     ASSERT_OK(config_apply_env(c, CMD_SERVE, err, sizeof err));
+    ASSERT_NEAR(c->gpu_memory_utilization, 0.75, 1e-6);
     ASSERT_STR_EQ(c->model, "/opt/ml/model");
     ASSERT_EQ(c->port, 9090);
     ASSERT_EQ(c->max_num_seqs, 8);
@@ -109,7 +121,8 @@ TEST(config_sagemaker_environment)
     ASSERT_EQ(config_apply_env(c, CMD_SERVE, err, sizeof err), IFD_ERR_INVALID);
     ASSERT(strstr(err, "OPTION_MAX_MODEL_LEN"));
     const char *vars[] = { "HF_MODEL_ID", "SAGEMAKER_BIND_TO_PORT", "OPTION_MAX_ROLLING_BATCH_SIZE", "OPTION_MAX_MODEL_LEN",
-                           "SM_VLLM_MAX_NUM_BATCHED_TOKENS", "SM_VLLM_SERVED_MODEL_NAME", "INFERD_PORT" };
+                           "SM_VLLM_MAX_NUM_BATCHED_TOKENS", "SM_VLLM_SERVED_MODEL_NAME", "INFERD_PORT",
+                           "OPTION_GPU_MEMORY_UTILIZATION" };
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
     free(c);
 }

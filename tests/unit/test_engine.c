@@ -11,9 +11,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "inferd/backend.h"
 #include "inferd/engine.h"
+#include "inferd/error.h"
 #include "inferd/log.h"
 #include "inferd/rng.h"
 
@@ -146,6 +148,73 @@ static void assert_pool_intact(struct engine *e)
     engine_get_stats(e, &st);
     ASSERT_MSG(st.kv_blocks_used == 0, "%d KV blocks still in use", st.kv_blocks_used);
     ASSERT_MSG(engine_validate(e, err, sizeof err) == 0, "%s", err);
+}
+
+/* What the engine asked a device backend's memory plan (fake_kv_blocks_fit). */
+static struct {
+    int calls;
+    double utilization;
+    size_t block_bytes;
+    int64_t min_blocks, max_blocks;
+} g_fit;
+
+/* Stands in for the CUDA backend's plan: 40 blocks, or "does not fit" below 50%. */
+static int fake_kv_blocks_fit(struct backend *be, double utilization, size_t block_bytes, int64_t min_blocks,
+                              int64_t max_blocks, int64_t *n_blocks, char *err, size_t errlen)
+{
+    (void)be;
+    g_fit.calls++;
+    g_fit.utilization = utilization;
+    g_fit.block_bytes = block_bytes;
+    g_fit.min_blocks = min_blocks;
+    g_fit.max_blocks = max_blocks;
+    if (utilization < 0.5) return ifd_fail(err, errlen, IFD_ERR_NOMEM, "the model does not fit (test plan)");
+    *n_blocks = 40;
+    return 0;
+}
+
+/* On a backend with a device memory plan, the engine sizes its pool from the
+ * plan (after the workspace exists), passes one full sequence as the minimum
+ * and max_num_seqs full sequences as the cap, surfaces the plan's error, and
+ * an explicit --kv-cache-memory still wins. */
+TEST(engine_device_memory_plan_sizes_the_pool)
+{
+    struct fixture f;
+    fx_init(&f);
+    struct backend_ops ops = *f.be->ops;
+    ops.kv_blocks_fit = fake_kv_blocks_fit;
+    const struct backend_ops *cpu_ops = f.be->ops;
+    f.be->ops = &ops;
+    struct engine_config c;
+    engine_config_default(&c);
+    c.max_model_len = 256;
+    c.max_num_seqs = 4;
+    c.gpu_memory_utilization = 0.8;
+    struct engine *e;
+    struct engine_stats st;
+    char err[512];
+    ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
+    engine_get_stats(e, &st);
+    ASSERT_EQ(st.kv_blocks_total, 40);
+    ASSERT_EQ(g_fit.calls, 1);
+    ASSERT_NEAR(g_fit.utilization, 0.8, 1e-9);
+    ASSERT_EQ(g_fit.block_bytes, kv_cache_block_bytes(&f.m->hp, c.block_size));
+    ASSERT_EQ(g_fit.min_blocks, 256 / 16 + 1);
+    ASSERT_EQ(g_fit.max_blocks, 4 * (256 / 16));
+    engine_destroy(e);
+
+    c.gpu_memory_utilization = 0.3;
+    ASSERT_EQ(engine_create(&e, f.m, f.tok, &c, err, sizeof err), IFD_ERR_NOMEM);
+    ASSERT(strstr(err, "does not fit"));
+
+    c.kv_cache_bytes = 8 * kv_cache_block_bytes(&f.m->hp, c.block_size);
+    ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
+    engine_get_stats(e, &st);
+    ASSERT_EQ(st.kv_blocks_total, 8);
+    ASSERT_EQ(g_fit.calls, 2);
+    engine_destroy(e);
+    f.be->ops = cpu_ops;
+    fx_free(&f);
 }
 
 TEST(engine_batch_invariance_with_preemption)

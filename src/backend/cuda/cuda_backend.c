@@ -36,6 +36,11 @@ _Static_assert(CUDA_PLAN_GEMV_MAX_N == IK_GEMV_MAX_N, "GEMV row limits differ");
 #define STAGE_RING_BYTES (8u << 20)
 /* Keep bf16 copies of quantized weights while half the device stays free for KV and activations. */
 #define BF16_COPY_KEEP_FREE 0.5
+/* Device memory the plan leaves aside for what grows after the KV pool is
+ * allocated (cuBLAS workspaces, split-K partials of long contexts): 1% of the
+ * device, at least 256 MiB. */
+#define PLAN_RESERVE_MIN (256u << 20)
+#define PLAN_RESERVE_SHARE 0.01
 
 /* ---- errors ---- */
 
@@ -246,14 +251,48 @@ static int cu_weight_prepare(struct backend *be, struct be_weight *w, enum qtype
     w->layout = keep ? CUDA_LAYOUT_ROWS_BF16 : CUDA_LAYOUT_ROWS;
     w->data = p;
     w->owned = p;
+    c->weight_bytes += bytes;
+    return 0;
+}
+
+/* The device memory plan (cuda_plan.h): KV blocks that fit next to the weights
+ * and the workspace, both measured from what has been allocated so far. */
+static int cu_kv_blocks_fit(struct backend *be, double utilization, size_t block_bytes, int64_t min_blocks,
+                            int64_t max_blocks, int64_t *n_blocks, char *err, size_t errlen)
+{
+    struct cuda_ctx *c = cuda_ctx(be);
+    cuda_enter(c);
+    size_t free_now = 0, total = 0;
+    cudaError_t e = cudaMemGetInfo(&free_now, &total);
+    if (e != cudaSuccess) return ifd_fail(err, errlen, map_cuda_error(e), "cudaMemGetInfo: %s", cudaGetErrorString(e));
+    size_t ours = c->free_at_open > free_now ? c->free_at_open - free_now : 0;
+    size_t weights = c->weight_bytes < ours ? c->weight_bytes : ours, reserve = (size_t)(PLAN_RESERVE_SHARE * (double)total);
+    struct cuda_mem_in in = {
+        .total_bytes = total, .free_bytes = c->free_at_open, .utilization = utilization,
+        .weight_bytes = weights, .workspace_bytes = ours - weights,
+        .reserve_bytes = reserve > PLAN_RESERVE_MIN ? reserve : PLAN_RESERVE_MIN,
+        .kv_block_bytes = block_bytes, .min_blocks = min_blocks, .max_blocks = max_blocks,
+    };
+    struct cuda_mem_plan plan;
+    int rc = cuda_plan_memory(&in, &plan, err, errlen);
+    if (rc) return rc;
+    LOG_INFO("cuda", "memory plan: %.2f GiB budget (%.2f of %.2f GiB): weights %.2f, workspace %.2f, reserve %.2f, "
+             "KV %.2f GiB = %lld blocks", (double)plan.budget_bytes / (1 << 30), utilization, (double)total / (1 << 30),
+             (double)in.weight_bytes / (1 << 30), (double)in.workspace_bytes / (1 << 30),
+             (double)in.reserve_bytes / (1 << 30), (double)plan.kv_bytes / (1 << 30), (long long)plan.n_blocks);
+    *n_blocks = plan.n_blocks;
     return 0;
 }
 
 static void cu_weight_release(struct backend *be, struct be_weight *w)
 {
     if (w->owned) {
-        cuda_enter(cuda_ctx(be));
-        cudaStreamSynchronize(cuda_ctx(be)->stream);
+        struct cuda_ctx *c = cuda_ctx(be);
+        size_t bytes = w->layout == CUDA_LAYOUT_ROWS_BF16 ? cuda_weight_bf16_offset(w) + (size_t)w->n_in * (size_t)w->n_out * 2
+                                                         : qtype_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
+        c->weight_bytes -= bytes < c->weight_bytes ? bytes : c->weight_bytes;
+        cuda_enter(c);
+        cudaStreamSynchronize(c->stream);
         cudaFree(w->owned);
     }
     memset(w, 0, sizeof *w);
@@ -368,6 +407,7 @@ static const struct backend_ops cuda_ops = {
     .attention = cuda_attention,
     .kv_copy = cu_kv_copy,
     .gather_rows = cu_gather_rows,
+    .kv_blocks_fit = cu_kv_blocks_fit,
 };
 
 /* "cuda" -> 0, "cuda:N" -> N; -1 if malformed. */
@@ -417,6 +457,8 @@ static int open_libraries(struct cuda_ctx *c, char *err, size_t errlen)
     if (cudaHostAlloc((void **)&c->pin_ring, c->ring_cap, cudaHostAllocDefault) != cudaSuccess ||
         cudaMalloc((void **)&c->dev_ring, c->ring_cap) != cudaSuccess)
         return ifd_fail(err, errlen, IFD_ERR_NOMEM, "cannot allocate the %u MiB staging ring", STAGE_RING_BYTES >> 20);
+    size_t total = 0;
+    cudaMemGetInfo(&c->free_at_open, &total);
     return 0;
 }
 

@@ -47,6 +47,12 @@ struct cuda_ctx {
     cublasHandle_t blas;
     int error;                    /* first failure since the last sync (IFD_ERR_*), like the CPU backend's */
 
+    /* Memory plan inputs (cu_kv_blocks_fit): device memory free once the
+     * context, cuBLAS and the staging ring exist, and the bytes of weights
+     * uploaded since; everything else allocated since is workspace. */
+    size_t free_at_open;
+    size_t weight_bytes;
+
     /* Staging ring: host arrays of the batch plan go through pinned memory
      * into a device ring with async copies. Both reset at each sync (every
      * copy is done then); a step that outgrows the ring waits for the stream. */
