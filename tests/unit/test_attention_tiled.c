@@ -424,9 +424,12 @@ TEST(cpu_attention_tiled_backend_matches_single_rows)
         { 8, 2, 128, 32, 3, { { 16, 16, 0 }, { 29, 500, 480 }, { 3, 45, 43 } } },
         /* scores of 16 rows x 8 heads x 4500 positions exceed the budget: fewer rows per call */
         { 32, 4, 32, 16, 1, { { 40, 4500, 4460 } } },
-        /* decode-only batches: few items, so each query head is its own item */
+        /* few items (fewer than 4 per worker): the three-phase path, which cuts
+         * positions and head dimensions across workers (hd 128: 4 slices; 80: 2 of 40) */
         { 9, 3, 64, 16, 2, { { 1, 700, 699 }, { 1, 33, 32 } } },
         { 4, 4, 80, 8, 1, { { 1, 123, 122 } } },
+        { 9, 3, 64, 16, 1, { { 16, 2000, 1984 } } },
+        { 8, 1, 128, 16, 1, { { 1, 3001, 3000 } } },
     };
     struct rng r;
     rng_seed(&r, 11);

@@ -216,6 +216,7 @@ static void cpu_destroy(struct backend *be)
     pool_free(c->pool);
     for (int i = 0; i < 3; i++) free(c->act[i].ptr);
     free(c->attn.ptr);
+    free(c->attn_tasks.ptr);
     free(c);
     free(be);
 }

@@ -30,6 +30,7 @@ struct cpu_ctx {
     struct cpu_features feat;
     struct cpu_scratch act[3];   /* quantized activations, one per activation format */
     struct cpu_scratch attn;     /* attention scores, one context-length row per worker */
+    struct cpu_scratch attn_tasks; /* the three-phase attention's tasks and their n_vis */
     int error;                   /* first failure since the last sync (sticky, like a GPU stream) */
 };
 

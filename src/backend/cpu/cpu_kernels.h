@@ -95,6 +95,18 @@ struct cpu_kernels {
     void (*quant_q8_1f)(const float *x, block_q8_1f *y, int64_t n);
     void (*quant_q8_K)(const float *x, block_q8_K *y, int64_t n);
     void (*attend)(const struct cpu_attn_task *t);   /* bit-identical for any grouping of rows */
+    /* attend() in three phases, so that one task can be spread over workers
+     * with the same bits (cpu_attention.c does this when tasks are few):
+     * attn_scores for positions [p0, p0 + n) of every pair (p0 a multiple of
+     * 8, n too unless the range ends at the task's longest n_vis);
+     * attn_softmax of pair pr, which also zeroes its output; attn_values
+     * adds every position's weighted V row into output dims [d0, d1)
+     * (multiples of 8). attend(t) is exactly scores over [0, max n_vis),
+     * softmax of every pair, values over [0, head_dim). t->tile is the
+     * caller's scratch and is clobbered by scores and values. */
+    void (*attn_scores)(const struct cpu_attn_task *t, int p0, int n);
+    void (*attn_softmax)(const struct cpu_attn_task *t, int pr);
+    void (*attn_values)(const struct cpu_attn_task *t, int d0, int d1);
     void (*rms_norm)(const float *x, const float *w, float *out, int dim, float eps);
     void (*silu_mul)(float *h, const float *u, int n);        /* h = silu(h) * u */
     void (*to_f16)(const float *x, f16_t *y, int n);           /* round to nearest even */

@@ -453,25 +453,24 @@ ALWAYS_INLINE const f16_t *kv_next(const struct cpu_attn_task *t, struct kv_curs
     return row;
 }
 
-/* Converts rows [p0, p0 + n) of K or V to float rows of t->tile (head_dim
- * apart), zeroing the rest of the last 8-row group so scores can be computed
- * eight at a time. The cache is streamed once per tile, so rows are
- * prefetched ahead, up to end (the last position any row sees). */
-static void load_tile(const struct cpu_attn_task *t, const f16_t *base, int p0, int n, int end)
+/* Converts dims [d0, d0 + w) of rows [p0, p0 + n) of K or V to float rows of
+ * t->tile (w apart), zeroing the rest of the last 8-row group so scores can
+ * be computed eight at a time. The cache is streamed once per tile, so rows
+ * are prefetched ahead, up to end (the last position any row sees). */
+static void load_tile(const struct cpu_attn_task *t, const f16_t *base, int p0, int n, int end, int d0, int w)
 {
-    int hd = t->head_dim;
     struct kv_cursor at = kv_at(t, base, p0), ahead = kv_at(t, base, p0 + ATTN_PREFETCH_ROWS);
     for (int j = 0; j < n; j++) {
         if (p0 + j + ATTN_PREFETCH_ROWS < end) {
-            const char *row = (const char *)kv_next(t, &ahead);
-            for (int off = 0; off < hd * 2; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
+            const char *row = (const char *)(kv_next(t, &ahead) + d0);
+            for (int off = 0; off < w * 2; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
         }
-        const f16_t *src = kv_next(t, &at);
-        for (int i = 0; i < hd; i += 8)
-            _mm256_storeu_ps(t->tile + (size_t)j * hd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+        const f16_t *src = kv_next(t, &at) + d0;
+        for (int i = 0; i < w; i += 8)
+            _mm256_storeu_ps(t->tile + (size_t)j * w + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     }
     int padded = (n + 7) & ~7;
-    memset(t->tile + (size_t)n * hd, 0, (size_t)(padded - n) * hd * sizeof(float));
+    memset(t->tile + (size_t)n * w, 0, (size_t)(padded - n) * w * sizeof(float));
 }
 
 /* Scores of every pair against the tile's positions [p0, p0 + n), eight
@@ -508,51 +507,71 @@ ALWAYS_INLINE void weigh_rows(float *out, const float *v, int hd, const float *w
     for (int s = 0; s < NS; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
 }
 
-/* Adds every pair's weighted tile rows [p0, p0 + n) of V to its output, 64
- * dimensions at a time, then the remaining 8-float slices in 4, 2 and 1. */
-static void tile_values(const struct cpu_attn_task *t, int p0, int n, size_t stride)
+/* Adds every pair's weighted tile rows [p0, p0 + n) of V (dims [d0, d0 + w),
+ * w apart in the tile) to its output, 64 dimensions at a time, then the
+ * remaining 8-float slices in 4, 2 and 1. Each output float is its own FMA
+ * chain over the positions in order, so any cut of the dimensions gives the
+ * same bits. */
+static void tile_values(const struct cpu_attn_task *t, int p0, int n, size_t stride, int d0, int w)
 {
-    int hd = t->head_dim, n_pairs = t->n_rows * t->G;
+    int n_pairs = t->n_rows * t->G;
     for (int pr = 0; pr < n_pairs; pr++) {
         int lim = t->n_vis[pr / t->G] - p0 < n ? t->n_vis[pr / t->G] - p0 : n;
         if (lim <= 0) continue;
-        const float *w = t->scores + pr * stride + p0;
-        float *out = cpu_attn_pair_out(t, pr);
+        const float *wt = t->scores + pr * stride + p0;
+        float *out = cpu_attn_pair_out(t, pr) + d0;
         int i = 0;
-        for (; i + 64 <= hd; i += 64) weigh_rows(out + i, t->tile + i, hd, w, lim, 8);
-        if (hd - i >= 32) {
-            weigh_rows(out + i, t->tile + i, hd, w, lim, 4);
+        for (; i + 64 <= w; i += 64) weigh_rows(out + i, t->tile + i, w, wt, lim, 8);
+        if (w - i >= 32) {
+            weigh_rows(out + i, t->tile + i, w, wt, lim, 4);
             i += 32;
         }
-        if (hd - i >= 16) {
-            weigh_rows(out + i, t->tile + i, hd, w, lim, 2);
+        if (w - i >= 16) {
+            weigh_rows(out + i, t->tile + i, w, wt, lim, 2);
             i += 16;
         }
-        if (hd - i >= 8) weigh_rows(out + i, t->tile + i, hd, w, lim, 1);
+        if (w - i >= 8) weigh_rows(out + i, t->tile + i, w, wt, lim, 1);
     }
 }
 
-/* Tiles of positions: each K and V row is converted to float once and serves
- * all n_rows * G pairs, whose scores and outputs are computed exactly as if
- * each row came alone. */
-static void avx2_attend(const struct cpu_attn_task *t)
+/* Scores of positions [p0, p0 + n), in tiles: each K row is converted to
+ * float once and serves all n_rows * G pairs. */
+static void avx2_attn_scores(const struct cpu_attn_task *t, int p0, int n)
 {
     int hd = t->head_dim, max_vis = cpu_attn_max_vis(t), tile_rows = (CPU_ATTN_TILE_FLOATS / hd) & ~7;
     size_t stride = cpu_attn_score_stride(max_vis);
+    for (int end = p0 + n; p0 < end; p0 += tile_rows) {
+        int m = end - p0 < tile_rows ? end - p0 : tile_rows;
+        load_tile(t, t->k, p0, m, max_vis, 0, hd);
+        tile_scores(t, p0, m, stride);
+    }
+}
+
+static void avx2_attn_softmax(const struct cpu_attn_task *t, int pr)
+{
+    softmax_to_half(t->scores + pr * cpu_attn_score_stride(cpu_attn_max_vis(t)), t->n_vis[pr / t->G]);
+    memset(cpu_attn_pair_out(t, pr), 0, (size_t)t->head_dim * sizeof(float));
+}
+
+/* Weighted V rows of every position into dims [d0, d1), in tiles of positions. */
+static void avx2_attn_values(const struct cpu_attn_task *t, int d0, int d1)
+{
+    int w = d1 - d0, max_vis = cpu_attn_max_vis(t), tile_rows = (CPU_ATTN_TILE_FLOATS / w) & ~7;
+    size_t stride = cpu_attn_score_stride(max_vis);
     for (int p0 = 0; p0 < max_vis; p0 += tile_rows) {
         int n = max_vis - p0 < tile_rows ? max_vis - p0 : tile_rows;
-        load_tile(t, t->k, p0, n, max_vis);
-        tile_scores(t, p0, n, stride);
+        load_tile(t, t->v, p0, n, max_vis, d0, w);
+        tile_values(t, p0, n, stride, d0, w);
     }
-    for (int pr = 0; pr < t->n_rows * t->G; pr++) {
-        softmax_to_half(t->scores + pr * stride, t->n_vis[pr / t->G]);
-        memset(cpu_attn_pair_out(t, pr), 0, (size_t)hd * sizeof(float));
-    }
-    for (int p0 = 0; p0 < max_vis; p0 += tile_rows) {
-        int n = max_vis - p0 < tile_rows ? max_vis - p0 : tile_rows;
-        load_tile(t, t->v, p0, n, max_vis);
-        tile_values(t, p0, n, stride);
-    }
+}
+
+/* The three phases in order: the pairs' scores and outputs are computed
+ * exactly as if each row came alone. */
+static void avx2_attend(const struct cpu_attn_task *t)
+{
+    avx2_attn_scores(t, 0, cpu_attn_max_vis(t));
+    for (int pr = 0; pr < t->n_rows * t->G; pr++) avx2_attn_softmax(t, pr);
+    avx2_attn_values(t, 0, t->head_dim);
 }
 
 /* ---- norm ---- */
@@ -608,6 +627,9 @@ const struct cpu_kernels cpu_kernels_avx2 = {
     .quant_q8_1f = avx2_quant_q8_1f,
     .quant_q8_K = quant_row_q8_K,
     .attend = avx2_attend,
+    .attn_scores = avx2_attn_scores,
+    .attn_softmax = avx2_attn_softmax,
+    .attn_values = avx2_attn_values,
     .rms_norm = avx2_rms_norm,
     .silu_mul = avx2_silu_mul,
     .to_f16 = avx2_to_f16,

@@ -156,29 +156,46 @@ static void softmax_to_half(float *sc, int n)
     for (int p = 0; p < n; p++) sc[p] = f16_to_f32(f32_to_f16(sc[p] * inv));
 }
 
-/* Position-major: each K and V row is converted once and serves every pair that sees it. */
-static void scalar_attend(const struct cpu_attn_task *t)
+/* Position-major: each K row is converted once and serves every pair that sees it. */
+static void scalar_attn_scores(const struct cpu_attn_task *t, int p0, int n)
 {
-    int hd = t->head_dim, G = t->G, n_pairs = t->n_rows * G, max_vis = cpu_attn_max_vis(t);
-    size_t stride = cpu_attn_score_stride(max_vis);
+    int hd = t->head_dim, G = t->G, n_pairs = t->n_rows * G;
+    size_t stride = cpu_attn_score_stride(cpu_attn_max_vis(t));
     float *row = t->tile;
-    for (int p = 0; p < max_vis; p++) {
+    for (int p = p0; p < p0 + n; p++) {
         load_row(t, t->k, p, row);
         for (int pr = 0; pr < n_pairs; pr++)
             if (p < t->n_vis[pr / G]) t->scores[pr * stride + p] = dot_f32(row, t->q + (size_t)pr * hd, hd) * t->scale;
     }
-    for (int pr = 0; pr < n_pairs; pr++) {
-        softmax_to_half(t->scores + pr * stride, t->n_vis[pr / G]);
-        memset(cpu_attn_pair_out(t, pr), 0, (size_t)hd * sizeof(float));
-    }
+}
+
+static void scalar_attn_softmax(const struct cpu_attn_task *t, int pr)
+{
+    softmax_to_half(t->scores + pr * cpu_attn_score_stride(cpu_attn_max_vis(t)), t->n_vis[pr / t->G]);
+    memset(cpu_attn_pair_out(t, pr), 0, (size_t)t->head_dim * sizeof(float));
+}
+
+/* Each output float accumulates over the positions in order, whatever [d0, d1) is. */
+static void scalar_attn_values(const struct cpu_attn_task *t, int d0, int d1)
+{
+    int G = t->G, n_pairs = t->n_rows * G, max_vis = cpu_attn_max_vis(t);
+    size_t stride = cpu_attn_score_stride(max_vis);
+    float *row = t->tile;
     for (int p = 0; p < max_vis; p++) {
         load_row(t, t->v, p, row);
         for (int pr = 0; pr < n_pairs; pr++) {
             if (p >= t->n_vis[pr / G]) continue;
             float w = t->scores[pr * stride + p], *out = cpu_attn_pair_out(t, pr);
-            for (int i = 0; i < hd; i++) out[i] += w * row[i];
+            for (int i = d0; i < d1; i++) out[i] += w * row[i];
         }
     }
+}
+
+static void scalar_attend(const struct cpu_attn_task *t)
+{
+    scalar_attn_scores(t, 0, cpu_attn_max_vis(t));
+    for (int pr = 0; pr < t->n_rows * t->G; pr++) scalar_attn_softmax(t, pr);
+    scalar_attn_values(t, 0, t->head_dim);
 }
 
 /* ---- helpers ---- */
@@ -214,6 +231,9 @@ const struct cpu_kernels cpu_kernels_scalar = {
     .quant_q8_1f = quant_row_q8_1f,
     .quant_q8_K = quant_row_q8_K,
     .attend = scalar_attend,
+    .attn_scores = scalar_attn_scores,
+    .attn_softmax = scalar_attn_softmax,
+    .attn_values = scalar_attn_values,
     .rms_norm = scalar_rms_norm,
     .silu_mul = scalar_silu_mul,
     .to_f16 = scalar_to_f16,
