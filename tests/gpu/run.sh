@@ -209,10 +209,11 @@ fi
 if [ $DAEMON = 1 ]; then
     stage cli-bench 110 60 "$INFERD" bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 \
         --device cuda -r 3 --prompt-len 512 --gen-len 64
-    # the engine under load: 64 concurrent requests, token ids only (dummy models have no tokenizer)
+    # the engine under load: 64 concurrent requests, token ids only (dummy models have no tokenizer);
+    # no --kv-cache-memory, so the device memory plan sizes the pool (its line is in load64.log)
     stage load64 150 60 "$INFERD" bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 \
-        --device cuda --kv-cache-memory 8G --max-num-seqs 64 --requests 128 --concurrency 64 \
-        --prompt-len 128 --gen-len 64
+        --device cuda --max-num-seqs 64 --requests 128 --concurrency 64 \
+        --prompt-len 128 --gen-len 64 --log-level info
 fi
 
 # ---- results table ----
@@ -229,7 +230,7 @@ fi
         grep '^metric' "$RESULTS" | cut -f2- | sed 's/\t/ = /'
     fi
     [ -f "$OUTDIR/cli-bench.log" ] && grep -E 'prefill|decode' "$OUTDIR/cli-bench.log" | head -n 4
-    [ -f "$OUTDIR/load64.log" ] && grep -E 'requests|throughput|TTFT|ITL|engine' "$OUTDIR/load64.log" | head -n 5
+    [ -f "$OUTDIR/load64.log" ] && grep -E 'memory plan|requests,|throughput|TTFT|ITL|engine ' "$OUTDIR/load64.log" | head -n 6
     echo "logs: $OUTDIR"
 } | tee "$OUTDIR/summary.txt"
 exit $FAILED
