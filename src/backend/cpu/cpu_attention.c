@@ -267,8 +267,13 @@ static int attend_phased(struct cpu_ctx *c, const struct be_attention *a, int64_
 {
     const struct batch_plan *p = a->plan;
     int hd = a->head_dim, G = a->n_head / a->n_head_kv, nth = pool_size(c->pool);
-    int n_tasks = (int)n_chunks * a->n_head_kv;
-    size_t per_task_max = (size_t)QUERY_CHUNK * G * (hd + cpu_attn_score_stride(max_ctx));
+    int n_tasks = (int)n_chunks * a->n_head_kv, max_rows = 1;
+    for (int s = 0; s < p->n_seqs; s++) {
+        int len = p->query_start[s + 1] - p->query_start[s];
+        if (len > max_rows) max_rows = len < QUERY_CHUNK ? len : QUERY_CHUNK;
+    }
+    /* a task's queries and scores: decode-only batches need one row's worth */
+    size_t per_task_max = (size_t)max_rows * G * (hd + cpu_attn_score_stride(max_ctx));
     if ((size_t)n_tasks * per_task_max > PHASED_SCORE_BUDGET) return 1;
     struct phased_job j = { .c = c, .n_tasks = n_tasks };
     size_t task_bytes = (size_t)n_tasks * (sizeof *j.tasks + QUERY_CHUNK * sizeof(int));
