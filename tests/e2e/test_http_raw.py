@@ -41,6 +41,18 @@ def test_health_ping_metrics_are_public(server):
         assert name in m.text, name
 
 
+def test_kv_pool_size_in_metrics_before_any_request():
+    # the pool's size is published at startup, not after the first engine step
+    d = Daemon("--kv-cache-memory", "64M").wait_ready()
+    try:
+        m = d.metrics()
+        label = '{model_name="SmolLM2-135M-Instruct.Q4_1",state="total"}'
+        per_block = 30 * 2 * 3 * 64 * 2 * 16  # layers x (K, V) x KV heads x head dim x f16 x tokens per block
+        assert m["inferd_kv_cache_blocks" + label] == (64 << 20) // per_block, m
+    finally:
+        assert d.stop() == 0
+
+
 def test_engine_time_split_in_metrics(server):
     r = requests.post(server.url + "/v1/completions", headers=server.headers,
                       json={"prompt": "Count: one, two,", "max_tokens": 4})
