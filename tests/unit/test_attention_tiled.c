@@ -202,7 +202,7 @@ static void run_kernel(const struct cpu_kernels *k, const struct cpu_attn_task *
     t.n_vis = full->n_vis + r0;
     t.scores = malloc((size_t)n_rows * G * cpu_attn_score_stride(max_vis) * sizeof(float));
     t.tile = malloc(CPU_ATTN_TILE_FLOATS * sizeof(float));
-    k->attend(&t);
+    cpu_attend(k, &t);
     free(t.scores), free(t.tile), free(q);
 }
 
@@ -259,7 +259,7 @@ static void run_per_row_reference(const struct cpu_kernels *k, const struct prob
         struct cpu_attn_task t = *f;
         t.q = f->q + (size_t)i * f->G * f->head_dim;
         t.out = out + i * stride;
-        if (k->attend == cpu_kernels_scalar.attend) per_row_scalar_attend(&t, pb->n_vis[i], sc);
+        if (k->attn_scores == cpu_kernels_scalar.attn_scores) per_row_scalar_attend(&t, pb->n_vis[i], sc);
         else per_row_avx2_attend(&t, pb->n_vis[i], sc);
     }
     free(sc);

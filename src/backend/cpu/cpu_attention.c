@@ -199,7 +199,7 @@ static void attn_rows(void *arg, int ith, int nth)
             t.n_rows = r1 - row < j->rows_per_call ? r1 - row : j->rows_per_call;
             load_queries(j->c, a, &t, seq, row, h0, q, n_vis);
             t.out = a->out + (size_t)row * a->n_head * hd + (size_t)h0 * hd;
-            j->c->k->attend(&t);
+            cpu_attend(j->c->k, &t);
         }
     }
 }

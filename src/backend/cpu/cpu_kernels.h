@@ -94,16 +94,14 @@ struct cpu_kernels {
     cpu_gemm_fn gemm_x8[QT_COUNT]; /* non-NULL: this set wants the type in CPU_LAYOUT_X8 */
     void (*quant_q8_1f)(const float *x, block_q8_1f *y, int64_t n);
     void (*quant_q8_K)(const float *x, block_q8_K *y, int64_t n);
-    void (*attend)(const struct cpu_attn_task *t);   /* bit-identical for any grouping of rows */
-    /* attend() in three phases, so that one task can be spread over workers
-     * with the same bits (cpu_attention.c does this when tasks are few):
-     * attn_scores for positions [p0, p0 + n) of every pair (p0 a multiple of
-     * 8, n too unless the range ends at the task's longest n_vis);
-     * attn_softmax of pair pr, which also zeroes its output; attn_values
-     * adds every position's weighted V row into output dims [d0, d1)
-     * (multiples of 8). attend(t) is exactly scores over [0, max n_vis),
-     * softmax of every pair, values over [0, head_dim). t->tile is the
-     * caller's scratch and is clobbered by scores and values. */
+    /* Attention of one task in three phases (cpu_attend runs them in order;
+     * cpu_attention.c spreads them over workers when tasks are few, with the
+     * same bits): attn_scores for positions [p0, p0 + n) of every pair (p0 a
+     * multiple of 8, n too unless the range ends at the task's longest
+     * n_vis); attn_softmax of pair pr, which also zeroes its output;
+     * attn_values adds every position's weighted V row into output dims
+     * [d0, d1) (multiples of 8). t->tile is the caller's scratch and is
+     * clobbered by scores and values. Bit-identical for any grouping of rows. */
     void (*attn_scores)(const struct cpu_attn_task *t, int p0, int n);
     void (*attn_softmax)(const struct cpu_attn_task *t, int pr);
     void (*attn_values)(const struct cpu_attn_task *t, int d0, int d1);
@@ -130,6 +128,14 @@ struct cpu_kernels {
             }                                                                                                         \
         }                                                                                                             \
     }
+
+/* One task's attention: the three phases over the whole task. */
+static inline void cpu_attend(const struct cpu_kernels *k, const struct cpu_attn_task *t)
+{
+    k->attn_scores(t, 0, cpu_attn_max_vis(t));
+    for (int pr = 0; pr < t->n_rows * t->G; pr++) k->attn_softmax(t, pr);
+    k->attn_values(t, 0, t->head_dim);
+}
 
 extern const struct cpu_kernels cpu_kernels_scalar;
 extern const struct cpu_kernels cpu_kernels_avx2;

@@ -565,15 +565,6 @@ static void avx2_attn_values(const struct cpu_attn_task *t, int d0, int d1)
     }
 }
 
-/* The three phases in order: the pairs' scores and outputs are computed
- * exactly as if each row came alone. */
-static void avx2_attend(const struct cpu_attn_task *t)
-{
-    avx2_attn_scores(t, 0, cpu_attn_max_vis(t));
-    for (int pr = 0; pr < t->n_rows * t->G; pr++) avx2_attn_softmax(t, pr);
-    avx2_attn_values(t, 0, t->head_dim);
-}
-
 /* ---- norm ---- */
 
 /* Squares in float, summed in double (as ggml, so norms agree with llama.cpp's). */
@@ -626,7 +617,6 @@ const struct cpu_kernels cpu_kernels_avx2 = {
     .gemm_x8 = { [QT_Q4_0] = gemm_q4_0_x8, [QT_Q4_1] = gemm_q4_1_x8, [QT_Q8_0] = gemm_q8_0_x8 },
     .quant_q8_1f = avx2_quant_q8_1f,
     .quant_q8_K = quant_row_q8_K,
-    .attend = avx2_attend,
     .attn_scores = avx2_attn_scores,
     .attn_softmax = avx2_attn_softmax,
     .attn_values = avx2_attn_values,

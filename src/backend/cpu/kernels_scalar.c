@@ -191,13 +191,6 @@ static void scalar_attn_values(const struct cpu_attn_task *t, int d0, int d1)
     }
 }
 
-static void scalar_attend(const struct cpu_attn_task *t)
-{
-    scalar_attn_scores(t, 0, cpu_attn_max_vis(t));
-    for (int pr = 0; pr < t->n_rows * t->G; pr++) scalar_attn_softmax(t, pr);
-    scalar_attn_values(t, 0, t->head_dim);
-}
-
 /* ---- helpers ---- */
 
 /* Squares in float, summed in double (as ggml, so norms agree with llama.cpp's). */
@@ -230,7 +223,6 @@ const struct cpu_kernels cpu_kernels_scalar = {
     },
     .quant_q8_1f = quant_row_q8_1f,
     .quant_q8_K = quant_row_q8_K,
-    .attend = scalar_attend,
     .attn_scores = scalar_attn_scores,
     .attn_softmax = scalar_attn_softmax,
     .attn_values = scalar_attn_values,
