@@ -23,7 +23,7 @@
  * workers in three phases with barriers between: scores by tiles of
  * positions, softmax by pair, weighted V by slices of the head dimension.
  * Every K and V byte is still read once per task, and the kernels' phase
- * functions give exactly attend()'s bits (cpu_kernels.h), so a sequence's
+ * functions are what cpu_attend() runs (cpu_kernels.h), so a sequence's
  * output does not depend on which path its batch took.
  *
  * Layer: backend/cpu.
