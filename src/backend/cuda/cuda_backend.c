@@ -212,6 +212,13 @@ size_t cuda_weight_bf16_offset(const struct be_weight *w)
     return (q + 255) & ~(size_t)255;
 }
 
+/* Device bytes of a prepared weight: its GGUF blocks, plus the resident bf16 copy when it has one. */
+static size_t weight_device_bytes(const struct be_weight *w)
+{
+    if (w->layout == CUDA_LAYOUT_ROWS_BF16) return cuda_weight_bf16_offset(w) + (size_t)w->n_in * (size_t)w->n_out * 2;
+    return qtype_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
+}
+
 static int cu_weight_prepare(struct backend *be, struct be_weight *w, enum qtype type, int64_t n_in, int64_t n_out,
                              void *src, int src_writable)
 {
@@ -288,8 +295,7 @@ static void cu_weight_release(struct backend *be, struct be_weight *w)
 {
     if (w->owned) {
         struct cuda_ctx *c = cuda_ctx(be);
-        size_t bytes = w->layout == CUDA_LAYOUT_ROWS_BF16 ? cuda_weight_bf16_offset(w) + (size_t)w->n_in * (size_t)w->n_out * 2
-                                                         : qtype_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
+        size_t bytes = weight_device_bytes(w);
         c->weight_bytes -= bytes < c->weight_bytes ? bytes : c->weight_bytes;
         cuda_enter(c);
         cudaStreamSynchronize(c->stream);
