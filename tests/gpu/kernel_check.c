@@ -110,6 +110,24 @@ static int op_rc(struct gc *g, const char *op, const char *shape, int rc)
     return rc;
 }
 
+/* Downloads n floats of the GPU buffer dev and compares them with want (gc_compare), or records the backend error. */
+static void expect_gpu(struct gc *g, const char *op, const char *shape, const void *dev, const float *want, size_t n,
+                       double atol, double rtol, int rms_scaled)
+{
+    int rc;
+    float *got = gc_gpu_download(g, dev, n * sizeof *got, &rc);
+    if (!op_rc(g, op, shape, rc)) gc_compare(g, op, shape, got, want, n, atol, rtol, rms_scaled);
+    free(got);
+}
+
+/* Releases GPU buffers (NULL entries are skipped by the backend). */
+static void release_gpu(struct gc *g, void *const *bufs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) g->gpu->ops->release(g->gpu, bufs[i]);
+}
+#define RELEASE_GPU(g, ...) \
+    release_gpu(g, (void *const[]){ __VA_ARGS__ }, sizeof((void *const[]){ __VA_ARGS__ }) / sizeof(void *))
+
 /* ---- weights ---- */
 
 /* A random weight in GGUF layout (host) plus its exact dequantization (the float the GPU should see). */
@@ -186,11 +204,8 @@ static void check_embed(struct gc *g)
             g->cpu->ops->embed(g->cpu, &wc, ids, n, want);
             float *d = gc_gpu_upload(g, NULL, bytes);
             g->gpu->ops->embed(g->gpu, &wg, ids, n, d);
-            int rc;
-            float *got = gc_gpu_download(g, d, bytes, &rc);
             /* dequantization is bit-exact by construction (ik_quant.cuh follows quant.c operation by operation) */
-            if (!op_rc(g, "embed", shape, rc)) gc_compare(g, "embed", shape, got, want, (size_t)(n * h.n_in), 0, 0, 0);
-            free(got);
+            expect_gpu(g, "embed", shape, d, want, (size_t)(n * h.n_in), 0, 0, 0);
             free(want);
             g->gpu->ops->release(g->gpu, d);
             g->cpu->ops->weight_release(g->cpu, &wc);
@@ -217,16 +232,11 @@ static void check_rms_norm(struct gc *g)
             float *dx = gc_gpu_upload(g, x, cnt * 4), *dw = gc_gpu_upload(g, w, (size_t)dim * 4);
             float *dout = inplace ? dx : gc_gpu_upload(g, NULL, cnt * 4);
             g->gpu->ops->rms_norm(g->gpu, dx, dw, dout, n, dim, 1e-5f);
-            int rc;
-            float *got = gc_gpu_download(g, dout, cnt * 4, &rc);
-            if (!op_rc(g, "rms_norm", shape, rc)) gc_compare(g, "rms_norm", shape, got, want, cnt, 1e-6, 1e-5, 0);
-            free(got);
+            expect_gpu(g, "rms_norm", shape, dout, want, cnt, 1e-6, 1e-5, 0);
             free(x);
             free(w);
             free(want);
-            g->gpu->ops->release(g->gpu, dx);
-            g->gpu->ops->release(g->gpu, dw);
-            if (!inplace) g->gpu->ops->release(g->gpu, dout);
+            RELEASE_GPU(g, dx, dw, inplace ? NULL : dout);
         }
 }
 
@@ -304,7 +314,7 @@ static void check_matmul_case(struct gc *g, enum qtype t, int64_t n_in, int64_t 
         g->gpu->ops->weight_release(g->gpu, &wg[i]);
         hweight_free(&h[i]);
     }
-    g->gpu->ops->release(g->gpu, dx);
+    RELEASE_GPU(g, dx);
     free(x);
 }
 
@@ -365,8 +375,7 @@ static void check_swiglu_case(struct gc *g, enum qtype t, int64_t n_in, int64_t 
     free(want);
     free(eg);
     free(eu);
-    g->gpu->ops->release(g->gpu, dx);
-    g->gpu->ops->release(g->gpu, dh);
+    RELEASE_GPU(g, dx, dh);
     g->cpu->ops->weight_release(g->cpu, &gc_);
     g->cpu->ops->weight_release(g->cpu, &gu);
     g->gpu->ops->weight_release(g->gpu, &gg);
@@ -426,8 +435,7 @@ static void check_rope(struct gc *g)
         free(q);
         free(k);
         free(pos);
-        g->gpu->ops->release(g->gpu, dq);
-        g->gpu->ops->release(g->gpu, dk);
+        RELEASE_GPU(g, dq, dk);
     }
 }
 
@@ -470,10 +478,7 @@ static void check_kv(struct gc *g)
     free(vc);
     free(k);
     free(v);
-    g->gpu->ops->release(g->gpu, dkc);
-    g->gpu->ops->release(g->gpu, dvc);
-    g->gpu->ops->release(g->gpu, dk);
-    g->gpu->ops->release(g->gpu, dv);
+    RELEASE_GPU(g, dkc, dvc, dk, dv);
 }
 
 static void check_gather(struct gc *g)
@@ -485,15 +490,10 @@ static void check_gather(struct gc *g)
     g->cpu->ops->gather_rows(g->cpu, src, idx, n, dim, want);
     float *dsrc = gc_gpu_upload(g, src, (size_t)rows * dim * 4), *dd = gc_gpu_upload(g, NULL, (size_t)n * dim * 4);
     g->gpu->ops->gather_rows(g->gpu, dsrc, idx, n, dim, dd);
-    int rc;
-    float *got = gc_gpu_download(g, dd, (size_t)n * dim * 4, &rc);
-    if (!op_rc(g, "gather_rows", "9 of 70 rows x 4096", rc))
-        gc_compare(g, "gather_rows", "9 of 70 rows x 4096", got, want, (size_t)n * dim, 0, 0, 0);
-    free(got);
+    expect_gpu(g, "gather_rows", "9 of 70 rows x 4096", dd, want, (size_t)n * dim, 0, 0, 0);
     free(src);
     free(want);
-    g->gpu->ops->release(g->gpu, dsrc);
-    g->gpu->ops->release(g->gpu, dd);
+    RELEASE_GPU(g, dsrc, dd);
 }
 
 /* ---- attention ---- */
@@ -558,14 +558,11 @@ static void check_attention_case(struct gc *g, const struct attn_case *ac)
     a.out = dout;
     a.kv = (struct be_kv_layer){ dk, dv };
     g->gpu->ops->attention(g->gpu, &a);
-    int grc;
-    float *got = gc_gpu_download(g, dout, qc * 4, &grc);
     char shape[96];
     snprintf(shape, sizeof shape, "%s h%d/%d d%d bs%d%s", ac->name, ac->n_head, ac->n_head_kv, hd, bs,
              ac->inplace ? " in place" : "");
     /* the CPU rounds softmax weights to half before weighting V; the GPU keeps them in float */
-    if (!op_rc(g, "attention", shape, rc ? rc : grc)) gc_compare(g, "attention", shape, got, want, qc, 2e-3, 2e-3, 0);
-    free(got);
+    if (!op_rc(g, "attention", shape, rc)) expect_gpu(g, "attention", shape, dout, want, qc, 2e-3, 2e-3, 0);
     free(q);
     free(want);
     free(kc);
@@ -573,10 +570,7 @@ static void check_attention_case(struct gc *g, const struct attn_case *ac)
     free(perm);
     free(tables);
     free(pos);
-    g->gpu->ops->release(g->gpu, dk);
-    g->gpu->ops->release(g->gpu, dv);
-    g->gpu->ops->release(g->gpu, dq);
-    if (!ac->inplace) g->gpu->ops->release(g->gpu, dout);
+    RELEASE_GPU(g, dk, dv, dq, ac->inplace ? NULL : dout);
 }
 
 static void check_attention(struct gc *g)
