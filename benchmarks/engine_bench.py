@@ -18,13 +18,11 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
+
+import inferd_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = "time person year way day thing world life hand part child eye place work week case point river music".split()
@@ -35,41 +33,14 @@ def bench_json(a, *extra):
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ttft_ms(port, prompt):
-    """Seconds to the first streamed token of one /v1/completions request, in ms."""
-    body = json.dumps({"prompt": prompt, "max_tokens": 2, "stream": True, "temperature": 0}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body,
-                                 {"Content-Type": "application/json"})
-    t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=300) as r:
-        for line in r:
-            if not line.startswith(b"data: {"):
-                continue
-            choices = json.loads(line[6:]).get("choices") or [{}]
-            if choices[0].get("text"):
-                t = (time.perf_counter() - t0) * 1e3
-                r.read()
-                return t
-    raise RuntimeError("no token streamed")
+    return inferd_server.stream(port, prompt, 2)[0] * 1e3
 
 
 def prefix_runs(a):
-    port = free_port()
-    proc = subprocess.Popen([a.bin, "serve", "--model", a.model, "-t", str(a.threads), "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warn"])
+    port = inferd_server.free_port()
+    proc, _ = inferd_server.start(a.bin, a.model, a.threads, port)
     try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         rng, out = random.Random(7), []
         ttft_ms(port, "warm up")
         for i in range(a.runs):
@@ -80,8 +51,7 @@ def prefix_runs(a):
             out.append((cold, warm))
         return out
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        inferd_server.stop(proc)
 
 
 def main():

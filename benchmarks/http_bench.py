@@ -26,79 +26,15 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
+import inferd_server
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(args, port, extra=()):
-    cmd = [args.bin, "serve", "--host", "127.0.0.1", "--port", str(port), "--model", args.model,
-           "--threads", str(args.threads), "--log-level", "warn", "--max-num-seqs", str(max(64, args.concurrency)),
-           *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"http_bench: inferd exited with {proc.returncode}: {' '.join(cmd)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return proc, time.perf_counter() - t0
-        except OSError:
-            pass
-        time.sleep(0.002)
-
-
-def stop_server(proc):
-    proc.send_signal(signal.SIGTERM)
-    if proc.wait(timeout=60) != 0:
-        sys.exit(f"http_bench: inferd exited with {proc.returncode}")
-
-
-def stream_request(port, prompt, gen_len):
-    """One streaming completion; returns (ttft_s, [inter-token gaps], tokens)."""
-    body = json.dumps({"prompt": prompt, "max_tokens": gen_len, "ignore_eos": True, "temperature": 0,
-                       "stream": True}).encode()
-    t0 = time.perf_counter()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
-    buf, events, times = b"", 0, []
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        now = time.perf_counter()
-        buf += chunk
-        while b"data: " in buf:
-            i = buf.index(b"data: ")
-            j = buf.find(b"\n\n", i)
-            if j < 0:
-                break
-            if buf[i + 6:j] != b"[DONE]":
-                events += 1
-                times.append(now)
-            buf = buf[j + 2:]
-    s.close()
-    if not times:
-        raise RuntimeError("no tokens streamed")
-    # one event per token, except where the detokenizer holds back half a
-    # UTF-8 character; throughput counts the requested tokens, not events
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    return times[0] - t0, gaps, events
 
 
 def run_http(args, port, vocab):
@@ -114,7 +50,7 @@ def run_http(args, port, vocab):
                 if not todo:
                     return
                 i = todo.pop()
-            ttft, g, _ = stream_request(port, prompts[i], args.gen_len)
+            ttft, g, _ = inferd_server.stream(port, prompts[i], args.gen_len)
             with lock:
                 ttfts.append(ttft)
                 gaps.extend(g)
@@ -148,7 +84,7 @@ def health_rps(args, port):
 
     def busy():
         while not stop.is_set():
-            stream_request(port, [rng.randrange(1000, 2000) for _ in range(64)], 256)
+            inferd_server.stream(port, [rng.randrange(1000, 2000) for _ in range(64)], 256)
 
     threads = [threading.Thread(target=busy) for _ in range(args.concurrency)]
     for t in threads:
@@ -186,12 +122,13 @@ def main():
     startups, http_runs, offline_runs, rps_runs = [], [], [], []
     for run in range(args.runs):
         offline_runs.append(run_offline(args))
-        port = free_port()
-        proc, startup = start_server(args, port)
+        port = inferd_server.free_port()
+        proc, startup = inferd_server.start(args.bin, args.model, args.threads, port,
+                                            ["--max-num-seqs", str(max(64, args.concurrency))])
         startups.append(startup)
         http_runs.append(run_http(args, port, vocab))
         rps_runs.append(health_rps(args, port))
-        stop_server(proc)
+        inferd_server.stop(proc)
         print(f"run {run + 1}: offline {offline_runs[-1]['output_tok_s']:.1f} tok/s, http "
               f"{http_runs[-1]['output_tok_s']:.1f} tok/s, ttft p50 {http_runs[-1]['ttft_p50_ms']:.0f} ms, "
               f"start-up {1e3 * startup:.0f} ms, /health {rps_runs[-1]:.0f}/s", flush=True)
