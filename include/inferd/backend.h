@@ -132,6 +132,20 @@ struct backend_ops {
      * min_blocks). Called once, after the model workspace exists. */
     int (*kv_blocks_fit)(struct backend *be, double utilization, size_t block_bytes, int64_t min_blocks,
                          int64_t max_blocks, int64_t *n_blocks, char *err, size_t errlen);
+
+    /* (optional) Runs the ops of one forward step itself, so that a backend
+     * can record a step once and replay the recording (CUDA graphs for decode
+     * steps). `enqueue(arg, p)` queues every op of the step for plan p, which
+     * may be `plan` padded to a larger batch: the extra sequences come after
+     * the real ones, attend to nothing, store no KV and get logits nobody
+     * reads, so row i of every output is still the caller's row i. Nothing
+     * of p may exceed max_rows rows (the workspace's capacity). `key`
+     * identifies every device address the step's ops use besides the plan
+     * (workspace, KV cache, weights): a recording is replayed only under the
+     * same key. Returns 1 when it ran the step (the caller then syncs as
+     * usual), 0 when the caller must enqueue `plan` itself. */
+    int (*run_step)(struct backend *be, const struct batch_plan *plan, int max_rows, uint64_t key,
+                    void (*enqueue)(void *arg, const struct batch_plan *p), void *arg);
 };
 
 struct backend {
@@ -144,6 +158,7 @@ struct backend_opts {
     const char *device; /* "cpu" (default), "cuda" or "cuda:N" (N-th visible device) */
     int n_threads;      /* 0 = number of online cores */
     const char *isa;    /* CPU: force "scalar", "avx2", "avx512"; NULL = best available */
+    int enforce_eager;  /* CUDA: never capture or replay graphs (--enforce-eager) */
 };
 
 int backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen);

@@ -35,6 +35,7 @@ struct config {
     char device[16];
     char isa[16];
     int threads;
+    int enforce_eager;         /* CUDA: no graph recording of decode steps */
     int ctx_size;              /* engine max_model_len (0: the model's) */
     int max_num_batched_tokens;/* token budget of one engine step (prefill chunk size) */
     int max_num_seqs;

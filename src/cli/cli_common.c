@@ -101,7 +101,8 @@ static enum qtype parse_qtype(const char *name)
 int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t errlen)
 {
     memset(rt, 0, sizeof *rt);
-    struct backend_opts bo = { .device = c->device, .n_threads = c->threads, .isa = c->isa[0] ? c->isa : NULL };
+    struct backend_opts bo = { .device = c->device, .n_threads = c->threads, .isa = c->isa[0] ? c->isa : NULL,
+                               .enforce_eager = c->enforce_eager };
     int rc = backend_create(&rt->be, &bo, err, errlen);
     if (rc) return rc;
     int dummy = strcmp(c->load_format, "dummy") == 0;

@@ -12,7 +12,8 @@
  *   x += h Wdown
  * then only the rows in plan->logits_index go through the final norm and
  * the output projection: a prefill chunk pays for one vocabulary projection,
- * not one per prompt token.
+ * not one per prompt token. A backend with ->run_step (CUDA) may run these
+ * ops itself for a padded plan and replay them as a recorded graph.
  *
  * Layer: model.
  */
@@ -20,6 +21,7 @@
 #include "inferd/model.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,6 +180,54 @@ static void ffn_block(const struct model *m, struct model_workspace *ws, int l, 
     be->ops->matmul(be, &down);
 }
 
+/* Everything one step queues, for the plan it is given (possibly padded by
+ * the backend, see backend.h run_step); no sync. */
+struct step_ctx {
+    const struct model *m;
+    struct model_workspace *ws;
+    struct kv_cache *kv;
+};
+
+static void enqueue_step(void *arg, const struct batch_plan *plan)
+{
+    const struct step_ctx *sc = arg;
+    const struct model *m = sc->m;
+    const struct model_hparams *hp = &m->hp;
+    struct model_workspace *ws = sc->ws;
+    struct backend *be = m->be;
+    int n = plan->n_tokens;
+
+    be->ops->embed(be, &m->tok_embd, plan->tokens, n, ws->x);
+    for (int l = 0; l < hp->n_layer; l++) {
+        attention_block(m, ws, sc->kv, l, plan);
+        ffn_block(m, ws, l, n);
+    }
+    if (plan->n_logits > 0) {
+        be->ops->gather_rows(be, ws->x, plan->logits_index, plan->n_logits, hp->n_embd, ws->xl);
+        be->ops->rms_norm(be, ws->xl, m->output_norm, ws->xl, plan->n_logits, hp->n_embd, hp->rms_eps);
+        struct be_matmul out = { .x = ws->xl, .n = plan->n_logits, .n_w = 1, .w = { &m->output }, .y = { ws->logits } };
+        be->ops->matmul(be, &out);
+    }
+}
+
+static uint64_t mix_address(uint64_t h, const void *p)
+{
+    h ^= (uint64_t)(uintptr_t)p;
+    return h * 0x100000001b3ull;
+}
+
+/* The device addresses a recorded step bakes in besides the plan: model,
+ * weights (fixed by the model), workspace buffers and every layer's KV pool.
+ * A workspace or cache freed and made again elsewhere changes the key. */
+static uint64_t step_key(const struct model *m, const struct model_workspace *ws, const struct kv_cache *kv)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    const void *ptrs[] = { m, m->tok_embd.data, m->output.data, ws->x, ws->xn, ws->q, ws->h, ws->xl, ws->logits };
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) h = mix_address(h, ptrs[i]);
+    for (int l = 0; l < kv->n_layer; l++) h = mix_address(mix_address(h, kv->layers[l].k), kv->layers[l].v);
+    return h;
+}
+
 int model_forward(const struct model *m, struct model_workspace *ws, struct kv_cache *kv, const struct batch_plan *plan,
                   float *logits)
 {
@@ -189,17 +239,10 @@ int model_forward(const struct model *m, struct model_workspace *ws, struct kv_c
     for (int i = 0; i < n; i++) /* ids can come from clients (prompt token arrays): never index out of the table */
         if (plan->tokens[i] < 0 || plan->tokens[i] >= hp->n_vocab) return IFD_ERR_RANGE;
 
-    be->ops->embed(be, &m->tok_embd, plan->tokens, n, ws->x);
-    for (int l = 0; l < hp->n_layer; l++) {
-        attention_block(m, ws, kv, l, plan);
-        ffn_block(m, ws, l, n);
-    }
-    if (plan->n_logits > 0) {
-        be->ops->gather_rows(be, ws->x, plan->logits_index, plan->n_logits, hp->n_embd, ws->xl);
-        be->ops->rms_norm(be, ws->xl, m->output_norm, ws->xl, plan->n_logits, hp->n_embd, hp->rms_eps);
-        struct be_matmul out = { .x = ws->xl, .n = plan->n_logits, .n_w = 1, .w = { &m->output }, .y = { ws->logits } };
-        be->ops->matmul(be, &out);
-    }
+    struct step_ctx sc = { m, ws, kv };
+    int max_rows = ws->max_logits < ws->max_tokens ? ws->max_logits : ws->max_tokens;
+    if (!be->ops->run_step || !be->ops->run_step(be, plan, max_rows, step_key(m, ws, kv), enqueue_step, &sc))
+        enqueue_step(&sc, plan);
     int rc = be->ops->sync(be);
     if (!rc && plan->n_logits > 0)
         be->ops->copy_out(be, logits, ws->logits, (size_t)plan->n_logits * hp->n_vocab * sizeof(float));

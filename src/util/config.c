@@ -57,6 +57,8 @@ static const struct option_row g_rows[] = {
     { "device", 0, OPT_STR, F(device), "cpu", "INFERD_DEVICE", CMD_ALL, "compute device: cpu or cuda" },
     { "isa", 0, OPT_STR, F(isa), "", "INFERD_ISA", CMD_ALL, "CPU kernel set: scalar, avx2 or avx512 (default: best available)" },
     { "threads", 't', OPT_INT, F(threads), "0", "INFERD_THREADS", CMD_ALL, "CPU worker threads (0 = all cores)" },
+    { "enforce-eager", 0, OPT_FLAG, F(enforce_eager), "0", "INFERD_ENFORCE_EAGER,OPTION_ENFORCE_EAGER", CMD_ALL,
+      "--device cuda: launch every kernel of every step instead of replaying decode steps recorded as CUDA graphs" },
     /* engine */
     { "ctx-size", 'c', OPT_INT, F(ctx_size), "0", "INFERD_CTX_SIZE,OPTION_MAX_MODEL_LEN", CMD_ALL,
       "max context length in tokens (0: the model's, capped by the KV cache)", "max-model-len" },

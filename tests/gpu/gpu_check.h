@@ -42,6 +42,7 @@ void gc_record(struct gc *g, const char *op, const char *shape, int pass, const 
 
 /* model_check.c */
 int gc_model_greedy(struct gc *g, const char *preset, const char *type, int n_prompts, int n_gen);
+int gc_model_graphs(struct gc *g, const char *preset, const char *type);
 int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out);
 
 #endif

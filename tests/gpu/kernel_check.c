@@ -8,7 +8,7 @@
  * tolerances and why each is what it is.
  *
  *   inferd_gpu_check [--quick] [--seed N] [--results FILE]
- *                    [--ops] [--greedy PRESET:TYPE]... [--bench PRESET:TYPE]
+ *                    [--ops] [--greedy PRESET:TYPE]... [--graphs PRESET:TYPE] [--bench PRESET:TYPE]
  * Exit status: 0 if every check passed, 1 otherwise, 2 on a setup error.
  *
  * Layer: tests/gpu.
@@ -612,7 +612,7 @@ int main(int argc, char **argv)
     struct gc g = { 0 };
     uint64_t seed = 0x5eed;
     int ops = 0, n_greedy = 0;
-    const char *greedy[8], *bench = NULL, *results = NULL;
+    const char *greedy[8], *bench = NULL, *results = NULL, *graphs = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g.quick = 1;
         else if (!strcmp(argv[i], "--ops")) ops = 1;
@@ -620,13 +620,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--results") && i + 1 < argc) results = argv[++i];
         else if (!strcmp(argv[i], "--greedy") && i + 1 < argc && n_greedy < 8) greedy[n_greedy++] = argv[++i];
         else if (!strcmp(argv[i], "--bench") && i + 1 < argc) bench = argv[++i];
+        else if (!strcmp(argv[i], "--graphs") && i + 1 < argc) graphs = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--quick] [--seed N] [--results FILE] [--ops] [--greedy PRESET:TYPE]... "
-                            "[--bench PRESET:TYPE]\n", argv[0]);
+                            "[--graphs PRESET:TYPE] [--bench PRESET:TYPE]\n", argv[0]);
             return 2;
         }
     }
-    if (!ops && !n_greedy && !bench) ops = 1;
+    if (!ops && !n_greedy && !bench && !graphs) ops = 1;
     log_set_level(LOG_LEVEL_INFO);
     rng_seed(&g.rng, seed);
     if (results && !(g.results = fopen(results, "a"))) {
@@ -650,6 +651,11 @@ int main(int argc, char **argv)
         char preset[64], type[16];
         if (sscanf(greedy[i], "%63[^:]:%15s", preset, type) != 2) return 2;
         gc_model_greedy(&g, preset, type, 5, 32);
+    }
+    if (graphs) {
+        char preset[64], type[16];
+        if (sscanf(graphs, "%63[^:]:%15s", preset, type) != 2) return 2;
+        gc_model_graphs(&g, preset, type);
     }
     if (bench) {
         char preset[64], type[16];

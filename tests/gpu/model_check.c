@@ -2,6 +2,8 @@
  *
  * model_check.c: whole-model checks of the CUDA backend, on dummy weights
  * (the GPU host has no network and no model files):
+ *  - graphs: decode steps replayed from recorded CUDA graphs against the
+ *    same steps run eagerly, at two padded batch sizes;
  *  - greedy equality: the same dummy model on the CPU and the CUDA backend,
  *    5 random prompts, 32 greedy tokens each. A divergence passes only as a
  *    near-tie: where the CPU's margin between its token and the GPU's token
@@ -17,6 +19,7 @@
  */
 #include "gpu_check.h"
 
+#include "backend/cuda/cuda_backend.h"
 #include "inferd/error.h"
 #include "inferd/model.h"
 #include "inferd/quant.h"
@@ -115,6 +118,19 @@ static int argmax(const float *x, int n)
     return b;
 }
 
+/* Largest |got - ref| over V logits into *maxd (NaN if any is NaN); returns it relative to rms(ref). */
+static double logit_diff(const float *ref, const float *got, int V, double *maxd)
+{
+    double m = 0, ss = 0;
+    for (int i = 0; i < V; i++) {
+        double d = fabs((double)ref[i] - got[i]);
+        m = d > m || isnan(d) ? d : m;
+        ss += (double)ref[i] * ref[i];
+    }
+    *maxd = m;
+    return m / (sqrt(ss / V) + 1e-30);
+}
+
 struct runner {
     struct model *m;
     struct model_workspace *ws;
@@ -173,13 +189,7 @@ int gc_model_greedy(struct gc *g, const char *preset, const char *type, int n_pr
                 failed = 1;
                 break;
             }
-            double maxd = 0, ss = 0;
-            for (int i = 0; i < V; i++) {
-                double d = fabs((double)lc[i] - lg[i]);
-                maxd = d > maxd || isnan(d) ? d : maxd;
-                ss += (double)lc[i] * lc[i];
-            }
-            double rel = maxd / (sqrt(ss / V) + 1e-30);
+            double maxd, rel = logit_diff(lc, lg, V, &maxd);
             if (rel > worst_rel || isnan(rel)) worst_rel = rel;
             int tc = argmax(lc, V), tg = argmax(lg, V);
             total++;
@@ -216,6 +226,99 @@ int gc_model_greedy(struct gc *g, const char *preset, const char *type, int n_pr
     step_free(&sg);
     runner_close(&rc_);
     runner_close(&rg);
+    return failed;
+}
+
+/* ---- CUDA graphs: replayed decode steps against eager ones ---- */
+
+/* Prompts of lens[s] tokens for sequences 0..n-1 of r, in one step. */
+static int prefill_all(struct runner *r, struct step *st, int n, const int *lens, float *logits)
+{
+    int start[64] = { 0 };
+    step_plan(st, n, start, lens);
+    for (int i = 0; i < st->p.n_tokens; i++) st->tokens[i] = (int32_t)((i * 131 + 3) % r->m->hp.n_vocab);
+    return model_forward(r->m, r->ws, r->kv, &st->p, logits);
+}
+
+/* The same dummy model twice on the GPU: one runner decodes through recorded
+ * graphs, the other eagerly, batch sizes 3 then 5 (buckets 4 and 8), 16
+ * steps each, from the same prompts. Each step's logits must agree to a
+ * relative 1e-3 (the graph's attention plan is the one for the longest
+ * context, so split sums differ) and the graph runner must have replayed. */
+int gc_model_graphs(struct gc *g, const char *preset, const char *type)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s %s, batches 3 and 5 x 16 steps", preset, type);
+    enum qtype t = parse_type(type);
+    enum { MAXS = 5, STEPS = 16 };
+    const int lens[MAXS] = { 9, 40, 17, 70, 3 };
+    int per_seq = (70 + 2 * STEPS + BLOCK - 1) / BLOCK;
+    struct runner ra, rb;
+    memset(&rb, 0, sizeof rb);
+    int rc = t == QT_COUNT ? IFD_ERR_INVALID : runner_open(g->gpu, preset, t, 160, 16, MAXS * per_seq, &ra);
+    if (!rc) rc = runner_open(g->gpu, preset, t, 160, 16, MAXS * per_seq, &rb);
+    if (rc) {
+        gc_record(g, "graphs", shape, 0, "setup failed: %s", ifd_strerror(rc));
+        runner_close(&ra);
+        runner_close(&rb);
+        return rc;
+    }
+    int V = ra.m->hp.n_vocab;
+    float *la = malloc((size_t)MAXS * V * 4), *lb = malloc((size_t)MAXS * V * 4);
+    struct step sa, sb;
+    step_init(&sa, 160, MAXS, per_seq);
+    step_init(&sb, 160, MAXS, per_seq);
+    cuda_backend_set_graphs(g->gpu, 0);
+    int failed = prefill_all(&ra, &sa, MAXS, lens, la) || prefill_all(&rb, &sb, MAXS, lens, lb);
+    struct cuda_graph_stats before = cuda_backend_graph_stats(g->gpu);
+    double worst = 0;
+    int steps = 0, argmax_diff = 0;
+    int ctx[MAXS];
+    for (int s = 0; s < MAXS; s++) ctx[s] = lens[s];
+    for (int k = 0; k < 2 * STEPS && !failed; k++) {
+        int n = k < STEPS ? 3 : 5, q[MAXS];
+        for (int s = 0; s < n; s++) {
+            q[s] = 1;
+            sa.tokens[s] = sb.tokens[s] = (int32_t)((k * 7 + s * 13 + 1) % V);
+        }
+        step_plan(&sa, n, ctx, q);
+        step_plan(&sb, n, ctx, q);
+        cuda_backend_set_graphs(g->gpu, 1);
+        int e1 = model_forward(ra.m, ra.ws, ra.kv, &sa.p, la);
+        cuda_backend_set_graphs(g->gpu, 0);
+        int e2 = model_forward(rb.m, rb.ws, rb.kv, &sb.p, lb);
+        if (e1 || e2) {
+            gc_record(g, "graphs", shape, 0, "forward failed at step %d: graph %d, eager %d", k, e1, e2);
+            failed = 1;
+            break;
+        }
+        for (int s = 0; s < n; s++) {
+            const float *a = la + (size_t)s * V, *b = lb + (size_t)s * V;
+            double maxd, rel = logit_diff(b, a, V, &maxd);
+            if (rel > worst || isnan(rel)) worst = rel;
+            argmax_diff += argmax(a, V) != argmax(b, V);
+            ctx[s]++;
+        }
+        steps++;
+    }
+    cuda_backend_set_graphs(g->gpu, 1);
+    struct cuda_graph_stats after = cuda_backend_graph_stats(g->gpu);
+    long captures = after.captures - before.captures, replays = after.replays - before.replays;
+    long failures = after.failures - before.failures;
+    if (!failed) {
+        /* per bucket: one warm-up, one recording, then replays */
+        int ok = worst < 1e-3 && !isnan(worst) && captures == 2 && replays == 2 * (STEPS - 2) && failures == 0;
+        gc_record(g, "graphs", shape, ok,
+                  "%d steps: max|dlogit|/rms graph vs eager %.3g (limit 1e-3), argmax differs in %d rows; "
+                  "%ld recorded, %ld replayed, %ld failed (want 2, %d, 0)", steps, worst, argmax_diff, captures,
+                  replays, failures, 2 * (STEPS - 2));
+    }
+    free(la);
+    free(lb);
+    step_free(&sa);
+    step_free(&sb);
+    runner_close(&ra);
+    runner_close(&rb);
     return failed;
 }
 
@@ -348,6 +451,11 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
     double t_pre = time_forward(&r, &st, 1, prompt, 0, 5, logits);
     double t_dec1 = time_forward(&r, &st, 1, 1, depth, 20, logits);
     double t_dec64 = time_forward(&r, &st, big_batch, 1, depth, 10, logits);
+    /* the same decodes with every kernel launched one by one (--enforce-eager) */
+    cuda_backend_set_graphs(g->gpu, 0);
+    double e_dec1 = time_forward(&r, &st, 1, 1, depth, 20, logits);
+    double e_dec64 = time_forward(&r, &st, big_batch, 1, depth, 10, logits);
+    cuda_backend_set_graphs(g->gpu, 1);
     if (t_pre < 0 || t_dec1 < 0 || t_dec64 < 0) {
         gc_record(g, "bench", shape, 0, "a forward pass failed");
     } else {
@@ -357,6 +465,9 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
                   1 / t_dec1, t_dec1 * 1e3, r.m->weight_bytes / t_dec1 * 1e-9, 100 * roof, bw * 1e-9);
         gc_record(g, "bench/decode64", shape, 1, "%.0f tok/s (%.2f ms per step of 64)", big_batch / t_dec64,
                   t_dec64 * 1e3);
+        gc_record(g, "bench/graphs", shape, e_dec1 > 0 && e_dec64 > 0,
+                  "eager (no CUDA graphs): decode1 %.1f tok/s (graphs %.2fx), decode64 %.0f tok/s (graphs %.2fx)",
+                  1 / e_dec1, e_dec1 / t_dec1, big_batch / e_dec64, e_dec64 / t_dec64);
         double flop = 2.0 * (double)r.m->weight_bytes / qtype_row_bytes(t, 256) * 256 * prompt;
         gc_record(g, "bench/prefill", shape, 1, "%.0f tok/s (%.1f ms per 512), ~%.0f TFLOP/s in matmuls", prompt / t_pre,
                   t_pre * 1e3, flop / t_pre * 1e-12);
@@ -365,6 +476,8 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
             fprintf(out, "metric\tdecode64_tok_s\t%.1f\nmetric\tprefill512_tok_s\t%.1f\n", big_batch / t_dec64,
                     prompt / t_pre);
             fprintf(out, "metric\td2d_bandwidth_GBs\t%.0f\n", bw * 1e-9);
+            fprintf(out, "metric\tdecode1_eager_tok_s\t%.1f\nmetric\tdecode64_eager_tok_s\t%.1f\n", 1 / e_dec1,
+                    big_batch / e_dec64);
         }
     }
     free(logits);

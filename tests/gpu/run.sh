@@ -17,7 +17,8 @@
 #   build      the kernel check (inferd_gpu_check); then the daemon binary if it can be built
 #   ops        every backend op on the GPU against the CPU backend, fresh random inputs, several shapes
 #   memcheck   compute-sanitizer memcheck over the kernel check (quick shapes)
-#   greedy     dummy models on both backends: 5 prompts x 32 greedy tokens must agree (near-ties excepted)
+#   greedy     dummy models on both backends: 5 prompts x 32 greedy tokens must agree (near-ties excepted);
+#              decode steps replayed from CUDA graphs against the same steps run eagerly
 #   daemon     `inferd generate` CPU vs CUDA on a real GGUF, if one is present (models/ or $INFERD_MODEL)
 #   bench      decode/prefill on a Llama-3-8B-shaped bf16 dummy model, HBM roofline, GEMM vs cuBLAS
 #   cli-bench  `inferd bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 --device cuda`
@@ -170,7 +171,7 @@ if [ -x "$CHECK" ]; then
         record memcheck SKIP 0 "compute-sanitizer not found"
     fi
     stage greedy 100 30 "$CHECK" --greedy tiny:Q4_0 --greedy smollm2-135m:Q8_0 --greedy smollm2-135m:BF16 \
-        --greedy tinyllama-1.1b:Q4_K \
+        --greedy tinyllama-1.1b:Q4_K --graphs smollm2-135m:Q8_0 \
         --results "$RESULTS"
 else
     record ops SKIP 0 "no kernel check binary (build failed)"
@@ -225,8 +226,8 @@ fi
     if grep -q . "$RESULTS" 2>/dev/null; then
         echo "---- checks: $(grep -c '^ok' "$RESULTS") ok, $(grep -c '^FAIL' "$RESULTS") failed ----"
         grep '^FAIL' "$RESULTS" | head -n 20
-        grep -E '^ok	(bench|greedy)' "$RESULTS" | cut -f2- | sed 's/\t/  /g'
-        grep -E '^FAIL	(bench|greedy)' "$RESULTS" | cut -f2- | sed 's/\t/  /g'
+        grep -E '^ok	(bench|greedy|graphs)' "$RESULTS" | cut -f2- | sed 's/\t/  /g'
+        grep -E '^FAIL	(bench|greedy|graphs)' "$RESULTS" | cut -f2- | sed 's/\t/  /g'
         grep '^metric' "$RESULTS" | cut -f2- | sed 's/\t/ = /'
     fi
     [ -f "$OUTDIR/cli-bench.log" ] && grep -E 'prefill|decode' "$OUTDIR/cli-bench.log" | head -n 4

@@ -2,17 +2,20 @@
  *
  * test_cuda_plan.c: the CUDA backend's host-side planning (cuda_plan.c), on
  * the CPU: matmul path choice, attention tiles and context splits, CUDA-graph
- * buckets, the device memory plan; and that --device cuda either opens a
+ * buckets and padded inputs (with the padding checked to be inert on the CPU
+ * backend, the reference), the device memory plan; and that --device cuda either opens a
  * device or fails with a clear message (never crashes) on this host.
  */
 #include "test.h"
 
 #include "backend/cuda/cuda_plan.h"
 #include "inferd/backend.h"
+#include "inferd/model.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 TEST(cuda_plan_gemv_threshold_and_types)
 {
@@ -129,6 +132,196 @@ TEST(cuda_plan_graph_buckets_cover_batches)
             ASSERT(bk >= k && bk <= m);
         }
     }
+}
+
+TEST(cuda_plan_graph_decode_attention_plan)
+{
+    /* a graph is recorded for the longest context its tables describe: the
+     * plan must be what cuda_plan_attention gives when every context is that long */
+    int32_t qs[65], ctx[64];
+    for (int s = 0; s <= 64; s++) qs[s] = s;
+    const int batches[] = { 1, 4, 64 }, lens[] = { 100, 1024, 8192 };
+    for (size_t b = 0; b < 3; b++) {
+        for (size_t l = 0; l < 3; l++) {
+            for (int s = 0; s < batches[b]; s++) ctx[s] = lens[l];
+            struct cuda_attn_plan want, got;
+            ASSERT_OK(cuda_plan_attention(qs, ctx, batches[b], 32, 8, 132, &want));
+            ASSERT_OK(cuda_plan_attention_decode(batches[b], lens[l], 32, 8, 132, &got));
+            ASSERT_EQ(got.n_tiles, want.n_tiles);
+            ASSERT_EQ(got.rows_per_tile, 1);
+            ASSERT_EQ(got.warps, want.warps);
+            ASSERT_EQ(got.n_split, want.n_split);
+            ASSERT_EQ(got.split_len, want.split_len);
+        }
+    }
+    struct cuda_attn_plan p;
+    ASSERT_OK(cuda_plan_attention_decode(1, 8192, 32, 8, 132, &p));
+    ASSERT((int64_t)p.n_split * p.split_len >= 8192 && p.split_len >= 256);
+    ASSERT_EQ(cuda_plan_attention_decode(0, 8192, 32, 8, 132, &p), IFD_ERR_INVALID);
+    ASSERT_EQ(cuda_plan_attention_decode(1, 8192, 64, 1, 132, &p), IFD_ERR_UNSUPPORTED);
+}
+
+/* A decode plan of n sequences over blocks [s * per, (s + 1) * per), at the given context lengths. */
+struct dplan {
+    int32_t tok[8], pos[8], slots[8], qs[9], ctx[8], li[8], tables[8 * 16];
+    struct batch_plan p;
+};
+
+static void dplan_make(struct dplan *d, int n, int per, const int *ctx, const int *tok)
+{
+    for (int s = 0; s < n; s++) {
+        for (int j = 0; j < per; j++) d->tables[s * per + j] = s * per + (per - 1 - j);
+        d->tok[s] = tok[s];
+        d->pos[s] = ctx[s] - 1;
+        d->ctx[s] = ctx[s];
+        d->slots[s] = d->tables[s * per + d->pos[s] / 16] * 16 + d->pos[s] % 16;
+        d->qs[s] = s;
+        d->li[s] = s;
+    }
+    d->qs[n] = n;
+    d->p = (struct batch_plan){ .n_tokens = n, .tokens = d->tok, .positions = d->pos, .slot_mapping = d->slots,
+                                .n_seqs = n, .query_start = d->qs, .context_len = d->ctx, .block_tables = d->tables,
+                                .max_blocks = per, .n_logits = n, .logits_index = d->li };
+}
+
+TEST(cuda_plan_graph_inputs_padding)
+{
+    struct dplan d;
+    const int ctx[3] = { 5, 40, 17 }, tok[3] = { 11, 12, 13 };
+    dplan_make(&d, 3, 4, ctx, tok);
+    ASSERT(cuda_plan_graph_eligible(&d.p));
+
+    /* strides: at least 64 blocks, doubled to fit, never shrinking */
+    ASSERT_EQ(cuda_plan_graph_stride(4, 0), 64);
+    ASSERT_EQ(cuda_plan_graph_stride(65, 64), 128);
+    ASSERT_EQ(cuda_plan_graph_stride(513, 64), 1024);
+    ASSERT_EQ(cuda_plan_graph_stride(10, 256), 256);
+
+    struct cuda_graph_layout lay;
+    cuda_plan_graph_layout(4, 64, &lay);
+    size_t offs[] = { lay.tokens, lay.positions, lay.slots, lay.query_start, lay.context_len, lay.logits_index,
+                      lay.tiles, lay.block_tables };
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        ASSERT_EQ(offs[i] % CUDA_GRAPH_ALIGN, 0);
+        if (i) ASSERT(offs[i] > offs[i - 1]);
+    }
+    ASSERT(lay.bytes >= lay.block_tables + 4 * 64 * sizeof(int32_t));
+    uint8_t *buf = malloc(lay.bytes);
+    memset(buf, 0x5a, lay.bytes);
+    struct batch_plan pp;
+    cuda_plan_graph_fill(&d.p, &lay, buf, &pp);
+    ASSERT_EQ(pp.n_tokens, 4);
+    ASSERT_EQ(pp.n_seqs, 4);
+    ASSERT_EQ(pp.n_logits, 4);
+    ASSERT_EQ(pp.max_blocks, 64);
+    ASSERT((const uint8_t *)pp.tokens == buf + lay.tokens && (const uint8_t *)pp.block_tables == buf + lay.block_tables);
+    ASSERT(cuda_plan_graph_eligible(&pp)); /* a padded plan is itself a plain decode plan */
+    for (int s = 0; s < 3; s++) { /* real rows unchanged, in place */
+        ASSERT_EQ(pp.tokens[s], tok[s]);
+        ASSERT_EQ(pp.positions[s], d.pos[s]);
+        ASSERT_EQ(pp.slot_mapping[s], d.slots[s]);
+        ASSERT_EQ(pp.context_len[s], ctx[s]);
+        for (int j = 0; j < 4; j++) ASSERT_EQ(pp.block_tables[s * 64 + j], d.tables[s * 4 + j]);
+        for (int j = 4; j < 64; j++) ASSERT_EQ(pp.block_tables[s * 64 + j], 0);
+    }
+    /* the padding row: stores nothing, sees nothing */
+    ASSERT_EQ(pp.slot_mapping[3], -1);
+    ASSERT_EQ(pp.context_len[3], 0);
+    ASSERT_EQ(pp.tokens[3], 0);
+    ASSERT_EQ(pp.query_start[4], 4);
+    const struct cuda_attn_tile *t = (const struct cuda_attn_tile *)(buf + lay.tiles);
+    for (int s = 0; s < 4; s++) ASSERT(t[s].seq == s && t[s].row0 == s && t[s].n_rows == 1);
+    free(buf);
+
+    /* what a graph cannot take: prefill rows, a subset of logits, adapters */
+    int32_t qs2[3] = { 0, 2, 3 };
+    struct batch_plan bad = d.p;
+    bad.query_start = qs2;
+    ASSERT(!cuda_plan_graph_eligible(&bad));
+    bad = d.p;
+    bad.n_logits = 2;
+    ASSERT(!cuda_plan_graph_eligible(&bad));
+    int32_t li[3] = { 0, 2, 1 };
+    bad = d.p;
+    bad.logits_index = li;
+    ASSERT(!cuda_plan_graph_eligible(&bad));
+    int32_t ad[3] = { -1, -1, -1 };
+    bad = d.p;
+    bad.adapter_slot = ad;
+    ASSERT(!cuda_plan_graph_eligible(&bad));
+}
+
+/* Runs prompts of the given lengths, one sequence at a time, into kv (blocks as dplan_make lays them out). */
+static void prefill_seqs(const struct model *m, struct model_workspace *ws, struct kv_cache *kv, int n, int per,
+                         const int *len)
+{
+    for (int s = 0; s < n; s++) {
+        int32_t tok[64], pos[64], slots[64], table[16], qs[2] = { 0, len[s] }, ctx = len[s], last = len[s] - 1;
+        for (int j = 0; j < per; j++) table[j] = s * per + (per - 1 - j);
+        for (int i = 0; i < len[s]; i++) {
+            tok[i] = (i * 31 + s * 7 + 1) % m->hp.n_vocab;
+            pos[i] = i;
+            slots[i] = table[i / 16] * 16 + i % 16;
+        }
+        struct batch_plan p = { .n_tokens = len[s], .tokens = tok, .positions = pos, .slot_mapping = slots,
+                                .n_seqs = 1, .query_start = qs, .context_len = &ctx, .block_tables = table,
+                                .max_blocks = per, .n_logits = 1, .logits_index = &last };
+        float *lg = malloc((size_t)m->hp.n_vocab * 4);
+        ASSERT_OK(model_forward(m, ws, kv, &p, lg));
+        free(lg);
+    }
+}
+
+/* The padding contract of backend.h run_step, on the reference backend: a
+ * decode step padded as the CUDA graphs pad it gives the real rows exactly
+ * the logits and KV writes of the unpadded step. */
+TEST(cuda_plan_graph_padding_is_inert_on_cpu)
+{
+    struct backend *be;
+    char err[256];
+    struct backend_opts bo = { .device = "cpu", .n_threads = 2 };
+    ASSERT_OK(backend_create(&be, &bo, err, sizeof err));
+    struct model *m;
+    struct model_load_opts o = { .dummy = 1, .dummy_preset = "tiny", .dummy_type = QT_Q4_1, .seed = 7 };
+    ASSERT_MSG(model_load(&m, be, &o, err, sizeof err) == 0, "%s", err);
+    enum { N = 3, PER = 4, BUCKET = 8, STEPS = 6 };
+    struct model_workspace *ws;
+    struct kv_cache *kv_a, *kv_b;
+    ASSERT_OK(model_workspace_init(&ws, m, 64, BUCKET));
+    ASSERT_OK(kv_cache_init(&kv_a, m, N * PER, 16));
+    ASSERT_OK(kv_cache_init(&kv_b, m, N * PER, 16));
+    const int len[N] = { 5, 33, 17 };
+    prefill_seqs(m, ws, kv_a, N, PER, len);
+    prefill_seqs(m, ws, kv_b, N, PER, len);
+
+    size_t V = (size_t)m->hp.n_vocab;
+    float *la = malloc(N * V * 4), *lb = malloc(BUCKET * V * 4);
+    struct cuda_graph_layout lay;
+    cuda_plan_graph_layout(BUCKET, CUDA_GRAPH_MIN_STRIDE, &lay);
+    uint8_t *buf = malloc(lay.bytes);
+    int ctx[N], tok[N];
+    for (int s = 0; s < N; s++) ctx[s] = len[s] + 1, tok[s] = 100 + s;
+    for (int step = 0; step < STEPS; step++) {
+        struct dplan d;
+        dplan_make(&d, N, PER, ctx, tok);
+        struct batch_plan padded;
+        cuda_plan_graph_fill(&d.p, &lay, buf, &padded);
+        ASSERT_OK(model_forward(m, ws, kv_a, &d.p, la));
+        ASSERT_OK(model_forward(m, ws, kv_b, &padded, lb));
+        ASSERT_MSG(memcmp(la, lb, N * V * 4) == 0, "step %d: real rows' logits differ when padded", step);
+        for (int s = 0; s < N; s++) ctx[s]++, tok[s] = (tok[s] * 17 + 3) % m->hp.n_vocab;
+    }
+    size_t layer_bytes = (size_t)N * PER * 16 * kv_a->kv_dim * sizeof(f16_t);
+    for (int l = 0; l < kv_a->n_layer; l++) {
+        ASSERT_MSG(memcmp(kv_a->layers[l].k, kv_b->layers[l].k, layer_bytes) == 0, "layer %d K differs", l);
+        ASSERT_MSG(memcmp(kv_a->layers[l].v, kv_b->layers[l].v, layer_bytes) == 0, "layer %d V differs", l);
+    }
+    free(buf), free(la), free(lb);
+    kv_cache_free(kv_a);
+    kv_cache_free(kv_b);
+    model_workspace_free(m, ws);
+    model_free(m);
+    backend_destroy(be);
 }
 
 TEST(cuda_plan_memory_fits_and_refuses)

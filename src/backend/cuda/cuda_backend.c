@@ -13,7 +13,9 @@
  * tables...) are copied through a pinned ring with async copies; the copy a
  * layer makes is reused by the next layers of the same step (cuda_stage),
  * which relies on backend.h's rule that a step's host arrays stay unchanged
- * until ->sync.
+ * until ->sync. Decode steps are recorded as CUDA graphs and replayed
+ * (cuda_graph.c); their plan arrays come from one fixed input buffer
+ * instead of the ring.
  *
  * Device choice: device 0 of those the runtime shows (CUDA_VISIBLE_DEVICES
  * is honoured by the runtime itself), or N with --device cuda:N; the count
@@ -34,6 +36,7 @@ _Static_assert(sizeof(struct cuda_attn_tile) == sizeof(struct ik_attn_tile), "ti
 _Static_assert(CUDA_PLAN_GEMV_MAX_N == IK_GEMV_MAX_N, "GEMV row limits differ");
 
 #define STAGE_RING_BYTES (8u << 20)
+#define BLAS_WORKSPACE_BYTES (32u << 20) /* what cuBLAS recommends for Hopper */
 /* Keep bf16 copies of quantized weights while half the device stays free for KV and activations. */
 #define BF16_COPY_KEEP_FREE 0.5
 /* Device memory the plan leaves aside for what grows after the KV pool is
@@ -88,11 +91,22 @@ static void stage_reset(struct cuda_ctx *c)
     c->attn_qs_dev = c->attn_ctx_dev = NULL;
 }
 
+int cuda_capture_refuse(struct cuda_ctx *c, const char *what)
+{
+    if (!c->capturing) return 0;
+    if (!c->error) {
+        c->error = IFD_ERR_UNSUPPORTED;
+        LOG_WARN("cuda", "%s while recording a graph: the recording is dropped", what);
+    }
+    return 1;
+}
+
 int cuda_stage_reserve(struct cuda_ctx *c, size_t bytes)
 {
     if (c->error) return -1;
     size_t o = (c->ring_off + CUDA_STAGE_ALIGN - 1) & ~(size_t)(CUDA_STAGE_ALIGN - 1);
     if (o + bytes <= c->ring_cap) return 0;
+    if (cuda_capture_refuse(c, "staging ring full")) return -1;
     /* past the end: every queued copy out of the ring (and kernel reading it) must be done */
     if (cuda_check(c, cudaStreamSynchronize(c->stream), "stream synchronize (staging ring full)")) return -1;
     stage_reset(c);
@@ -109,9 +123,22 @@ int cuda_stage_reserve(struct cuda_ctx *c, size_t bytes)
     return 0;
 }
 
+/* A padded decode plan's arrays already sit in gin_pin, copied to gin_dev in one piece (cuda_graph.c). */
+static void *graph_input(struct cuda_ctx *c, const void *host, size_t bytes)
+{
+    const uint8_t *h = host;
+    if (!c->gin_pin || h < c->gin_pin || h >= c->gin_pin + c->gin_cap || bytes > (size_t)(c->gin_pin + c->gin_cap - h))
+        return NULL;
+    return c->gin_dev + (h - c->gin_pin);
+}
+
 void *cuda_stage(struct cuda_ctx *c, const void *host, size_t bytes, int cached)
 {
     if (c->error || !host || bytes == 0) return c->error ? NULL : c->dev_ring;
+    void *fixed = graph_input(c, host, bytes);
+    if (fixed) return fixed;
+    /* a recorded copy would replay out of ring memory that later steps overwrite */
+    if (cuda_capture_refuse(c, "a host array outside the graph inputs")) return NULL;
     if (cached)
         for (int i = 0; i < c->n_cache; i++)
             if (c->cache[i].host == host && c->cache[i].bytes == bytes) return c->cache[i].dev;
@@ -133,7 +160,9 @@ void *cuda_buf_get(struct cuda_ctx *c, struct cuda_buf *b, size_t n, const char 
 {
     if (c->error) return NULL;
     if (n <= b->cap) return b->ptr;
+    if (cuda_capture_refuse(c, what)) return NULL;
     size_t cap = (n + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+    cuda_graphs_invalidate(c); /* recordings may point into the old buffer */
     if (b->ptr) {
         /* queued kernels may still read the old buffer */
         if (cuda_check(c, cudaStreamSynchronize(c->stream), what)) return NULL;
@@ -145,6 +174,39 @@ void *cuda_buf_get(struct cuda_ctx *c, struct cuda_buf *b, size_t n, const char 
     b->cap = cap;
     LOG_DEBUG("cuda", "scratch %s grown to %.1f MiB", what, (double)cap / (1 << 20));
     return b->ptr;
+}
+
+const void *cuda_stage_const(struct cuda_ctx *c, const void *host, size_t bytes)
+{
+    if (c->error) return NULL;
+    for (int i = 0; i < c->n_consts; i++) {
+        struct cuda_const *k = &c->consts[i];
+        if (k->host == host && k->bytes == bytes && memcmp(k->copy, host, bytes) == 0) return k->dev;
+    }
+    if (cuda_capture_refuse(c, "a new constant")) return NULL;
+    struct cuda_const *k = &c->consts[c->n_consts < CUDA_CONSTS ? c->n_consts++ : (int)((uintptr_t)host / 64 % CUDA_CONSTS)];
+    if (k->dev) {
+        cuda_graphs_invalidate(c); /* replaced: recordings may read it */
+        cudaStreamSynchronize(c->stream);
+        cudaFree(k->dev);
+        free(k->copy);
+        memset(k, 0, sizeof *k);
+    }
+    if (!(k->copy = malloc(bytes))) {
+        c->error = IFD_ERR_NOMEM;
+        return NULL;
+    }
+    memcpy(k->copy, host, bytes);
+    if (cuda_check(c, cudaMalloc(&k->dev, bytes), "constant") ||
+        cuda_check(c, cudaMemcpyAsync(k->dev, k->copy, bytes, cudaMemcpyHostToDevice, c->stream), "constant copy")) {
+        cudaFree(k->dev);
+        free(k->copy);
+        memset(k, 0, sizeof *k);
+        return NULL;
+    }
+    k->host = host;
+    k->bytes = bytes;
+    return k->dev;
 }
 
 /* ---- memory ---- */
@@ -330,11 +392,12 @@ static void cu_rope(struct backend *be, const struct be_rope *r)
     struct ik_rope_args a = { .q = r->q, .k = r->k, .n = r->n, .n_head = r->n_head, .n_head_kv = r->n_head_kv,
                               .head_dim = r->head_dim, .rope_dim = r->rope_dim, .neox = r->neox,
                               .theta_scale = r->theta_scale, .freq_scale = r->freq_scale };
-    size_t ff_bytes = r->freq_factors ? (size_t)(r->rope_dim / 2) * sizeof(float) : 0;
-    if (cuda_stage_reserve(c, (size_t)r->n * sizeof *r->positions + ff_bytes + 2 * CUDA_STAGE_ALIGN)) return;
+    /* the model's frequency factors never change: staged once, at an address graphs can keep */
+    if (r->freq_factors &&
+        !(a.freq_factors = cuda_stage_const(c, r->freq_factors, (size_t)(r->rope_dim / 2) * sizeof(float))))
+        return;
     a.positions = cuda_stage(c, r->positions, (size_t)r->n * sizeof *r->positions, 1);
-    if (r->freq_factors) a.freq_factors = cuda_stage(c, r->freq_factors, ff_bytes, 1);
-    if (!a.positions || (r->freq_factors && !a.freq_factors)) return;
+    if (!a.positions) return;
     cuda_check(c, ik_rope(&a, c->stream), "rope");
 }
 
@@ -376,9 +439,15 @@ static void cu_gather_rows(struct backend *be, const float *src, const int32_t *
 static void cuda_ctx_free(struct cuda_ctx *c)
 {
     if (c->stream) cudaStreamSynchronize(c->stream);
+    cuda_graphs_free(c);
+    for (int i = 0; i < c->n_consts; i++) {
+        cudaFree(c->consts[i].dev);
+        free(c->consts[i].copy);
+    }
     struct cuda_buf *bufs[] = { &c->act_bf16, &c->w_bf16, &c->up, &c->attn_partial };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]->ptr);
     if (c->blas) cublasDestroy(c->blas);
+    cudaFree(c->blas_workspace);
     if (c->pin_ring) cudaFreeHost(c->pin_ring);
     cudaFree(c->dev_ring);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -414,6 +483,7 @@ static const struct backend_ops cuda_ops = {
     .kv_copy = cu_kv_copy,
     .gather_rows = cu_gather_rows,
     .kv_blocks_fit = cu_kv_blocks_fit,
+    .run_step = cuda_run_step,
 };
 
 /* "cuda" -> 0, "cuda:N" -> N; -1 if malformed. */
@@ -458,6 +528,10 @@ static int open_libraries(struct cuda_ctx *c, char *err, size_t errlen)
 {
     cublasStatus_t s = cublasCreate(&c->blas);
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(c->blas, c->stream);
+    /* a workspace of our own: cuBLAS then allocates nothing while a graph is recorded */
+    if (s == CUBLAS_STATUS_SUCCESS && cudaMalloc(&c->blas_workspace, BLAS_WORKSPACE_BYTES) != cudaSuccess)
+        return ifd_fail(err, errlen, IFD_ERR_NOMEM, "cannot allocate the cuBLAS workspace");
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetWorkspace(c->blas, c->blas_workspace, BLAS_WORKSPACE_BYTES);
     if (s != CUBLAS_STATUS_SUCCESS) return ifd_fail(err, errlen, IFD_ERR_INTERNAL, "cuBLAS initialization failed (%d)", s);
     c->ring_cap = STAGE_RING_BYTES;
     if (cudaHostAlloc((void **)&c->pin_ring, c->ring_cap, cudaHostAllocDefault) != cudaSuccess ||
@@ -482,6 +556,9 @@ int cuda_backend_create(struct backend **out, const struct backend_opts *opts, c
     }
     int rc = open_device(c, index, err, errlen);
     if (!rc) rc = open_libraries(c, err, errlen);
+    /* INFERD_CUDA_GRAPHS=0 does what --enforce-eager does (for tools without the flag) */
+    const char *env = getenv("INFERD_CUDA_GRAPHS");
+    c->graphs_on = !(opts && opts->enforce_eager) && !(env && strcmp(env, "0") == 0);
     if (rc) {
         cudaGetLastError();
         cuda_ctx_free(c);

@@ -2,7 +2,8 @@
  *
  * cuda_ops.c: the CUDA backend's heavy ops: matmuls (GEMV kernel for decode
  * and small batches, cuBLAS bf16 GEMM above), the fused SwiGLU FFN, and paged
- * attention (plan from cuda_plan.c, kernel from kernels/attention).
+ * attention (plan from cuda_plan.c, kernel from kernels/attention; a
+ * recorded decode step uses the fixed plan of cuda_plan_attention_decode).
  *
  * GEMM operands: activations are converted to bf16 once per call (shared by
  * the up to three weights of a fused Q/K/V matmul). BF16 weights are used
@@ -169,6 +170,17 @@ static int attention_plan(struct cuda_ctx *c, const struct be_attention *a, cons
     return 0;
 }
 
+/* The plan of a padded decode step (cuda_graph.c): fixed for any context the block tables can hold. */
+static int graph_attention_plan(struct cuda_ctx *c, const struct be_attention *a, struct cuda_attn_plan *ap)
+{
+    const struct batch_plan *p = a->plan;
+    int64_t max_ctx = (int64_t)p->max_blocks * a->block_size;
+    int rc = cuda_plan_attention_decode(p->n_seqs, max_ctx < INT32_MAX ? (int)max_ctx : INT32_MAX, a->n_head,
+                                        a->n_head_kv, c->n_sm, ap);
+    if (rc && !c->error) c->error = rc;
+    return rc;
+}
+
 void cuda_attention(struct backend *be, const struct be_attention *a)
 {
     struct cuda_ctx *c = cuda_ctx(be);
@@ -178,18 +190,27 @@ void cuda_attention(struct backend *be, const struct be_attention *a)
     size_t n_tables = (size_t)p->n_seqs * (size_t)p->max_blocks;
     size_t need = ((size_t)(2 * p->n_seqs + 1) + (size_t)p->n_tokens + n_tables) * sizeof(int32_t) +
                   (size_t)p->n_tokens * sizeof(struct cuda_attn_tile) + 5 * CUDA_STAGE_ALIGN;
-    if (cuda_stage_reserve(c, need)) return;
+    if (!c->graph_step && cuda_stage_reserve(c, need)) return; /* a graph step's arrays are already on the device */
     const int32_t *qs = cuda_stage(c, p->query_start, (size_t)(p->n_seqs + 1) * sizeof(int32_t), 1);
     const int32_t *ctx = cuda_stage(c, p->context_len, (size_t)p->n_seqs * sizeof(int32_t), 1);
     const int32_t *pos = cuda_stage(c, p->positions, (size_t)p->n_tokens * sizeof(int32_t), 1);
     const int32_t *tables = cuda_stage(c, p->block_tables, n_tables * sizeof(int32_t), 1);
-    if (!qs || !ctx || !pos || !tables || attention_plan(c, a, qs, ctx)) return;
-    const struct cuda_attn_plan *ap = &c->attn_plan;
+    if (!qs || !ctx || !pos || !tables) return;
+    struct cuda_attn_plan graph_plan;
+    const struct cuda_attn_plan *ap = &graph_plan;
+    const void *tiles = c->graph_tiles_dev;
+    if (c->graph_step) {
+        if (graph_attention_plan(c, a, &graph_plan)) return;
+    } else {
+        if (attention_plan(c, a, qs, ctx)) return;
+        ap = &c->attn_plan;
+        tiles = c->attn_tiles_dev;
+    }
     struct ik_attention_args args = {
         .q = a->q, .out = a->out, .k_cache = a->kv.k, .v_cache = a->kv.v, .n_head = a->n_head,
         .n_head_kv = a->n_head_kv, .head_dim = a->head_dim, .block_size = a->block_size, .scale = a->scale,
         .positions = pos, .context_len = ctx, .block_tables = tables, .max_blocks = p->max_blocks,
-        .tiles = c->attn_tiles_dev, .n_tiles = ap->n_tiles, .rows_per_tile = ap->rows_per_tile,
+        .tiles = tiles, .n_tiles = ap->n_tiles, .rows_per_tile = ap->rows_per_tile,
         .n_split = ap->n_split, .split_len = ap->split_len,
     };
     if (ap->n_split > 1) {

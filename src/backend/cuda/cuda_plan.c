@@ -45,6 +45,34 @@ int cuda_plan_use_gemv(int n, enum qtype t)
 
 static int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
 
+/* Fills the plan for n_tiles tiles of `rows` query rows and contexts up to
+ * max_ctx: the context is split only when the batch alone cannot fill the
+ * GPU (small decode batches). */
+static void plan_splits(int n_tiles, int rows, int G, int n_head_kv, int max_ctx, int n_sm, struct cuda_attn_plan *out)
+{
+    out->rows_per_tile = rows;
+    out->warps = rows * G;
+    out->n_tiles = n_tiles;
+    out->max_ctx = max_ctx;
+    out->n_split = 1;
+    out->split_len = INT32_MAX;
+    int64_t blocks = (int64_t)n_tiles * n_head_kv, want = (int64_t)(n_sm > 0 ? n_sm : 1) * ATTN_BLOCKS_PER_SM;
+    if (blocks == 0 || blocks >= want || max_ctx <= ATTN_MIN_SPLIT_LEN) return;
+    int split = ceil_div(want, blocks);
+    int by_len = max_ctx / ATTN_MIN_SPLIT_LEN;
+    if (split > by_len) split = by_len;
+    if (split > ATTN_MAX_SPLITS) split = ATTN_MAX_SPLITS;
+    if (split <= 1) return;
+    int len = ceil_div(max_ctx, split);
+    len = ceil_div(len, ATTN_SPLIT_ALIGN) * ATTN_SPLIT_ALIGN;
+    out->split_len = len;
+    out->n_split = ceil_div(max_ctx, len);
+    if (out->n_split <= 1) {
+        out->n_split = 1;
+        out->split_len = INT32_MAX;
+    }
+}
+
 int cuda_plan_attention(const int32_t *query_start, const int32_t *context_len, int n_seqs, int n_head, int n_head_kv,
                         int n_sm, struct cuda_attn_plan *out)
 {
@@ -66,28 +94,15 @@ int cuda_plan_attention(const int32_t *query_start, const int32_t *context_len, 
     }
     int n_tiles = 0;
     for (int s = 0; s < n_seqs; s++) n_tiles += ceil_div(query_start[s + 1] - query_start[s], rows);
-    out->rows_per_tile = rows;
-    out->warps = rows * G;
-    out->n_tiles = n_tiles;
-    out->max_ctx = max_ctx;
-    out->n_split = 1;
-    out->split_len = INT32_MAX;
-    /* Split the context only when the batch alone cannot fill the GPU (small decode batches). */
-    int64_t blocks = (int64_t)n_tiles * n_head_kv, want = (int64_t)(n_sm > 0 ? n_sm : 1) * ATTN_BLOCKS_PER_SM;
-    if (blocks == 0 || blocks >= want || max_ctx <= ATTN_MIN_SPLIT_LEN) return 0;
-    int split = ceil_div(want, blocks);
-    int by_len = max_ctx / ATTN_MIN_SPLIT_LEN;
-    if (split > by_len) split = by_len;
-    if (split > ATTN_MAX_SPLITS) split = ATTN_MAX_SPLITS;
-    if (split <= 1) return 0;
-    int len = ceil_div(max_ctx, split);
-    len = ceil_div(len, ATTN_SPLIT_ALIGN) * ATTN_SPLIT_ALIGN;
-    out->split_len = len;
-    out->n_split = ceil_div(max_ctx, len);
-    if (out->n_split <= 1) {
-        out->n_split = 1;
-        out->split_len = INT32_MAX;
-    }
+    plan_splits(n_tiles, rows, G, n_head_kv, max_ctx, n_sm, out);
+    return 0;
+}
+
+int cuda_plan_attention_decode(int n_seqs, int max_ctx, int n_head, int n_head_kv, int n_sm, struct cuda_attn_plan *out)
+{
+    if (n_seqs < 1 || max_ctx < 1 || n_head_kv <= 0 || n_head <= 0 || n_head % n_head_kv) return IFD_ERR_INVALID;
+    if (n_head / n_head_kv > ATTN_MAX_WARPS) return IFD_ERR_UNSUPPORTED;
+    plan_splits(n_seqs, 1, n_head / n_head_kv, n_head_kv, max_ctx, n_sm, out);
     return 0;
 }
 
@@ -126,6 +141,77 @@ int cuda_plan_graph_bucket(int n, const int *buckets, int n_buckets)
     for (int i = 0; i < n_buckets; i++)
         if (buckets[i] >= n) return buckets[i];
     return -1;
+}
+
+int cuda_plan_graph_eligible(const struct batch_plan *p)
+{
+    if (p->n_seqs < 1 || p->n_tokens != p->n_seqs || p->n_logits != p->n_tokens || p->max_blocks < 1) return 0;
+    if (p->adapter_slot || p->tree_mask) return 0;
+    for (int s = 0; s <= p->n_seqs; s++)
+        if (p->query_start[s] != s) return 0;
+    for (int i = 0; i < p->n_logits; i++)
+        if (p->logits_index[i] != i) return 0;
+    return 1;
+}
+
+int cuda_plan_graph_stride(int max_blocks, int current)
+{
+    int s = current > CUDA_GRAPH_MIN_STRIDE ? current : CUDA_GRAPH_MIN_STRIDE;
+    while (s < max_blocks && s <= INT32_MAX / 2) s *= 2;
+    return s;
+}
+
+static size_t take(size_t *off, size_t bytes)
+{
+    size_t at = *off;
+    *off = (at + bytes + CUDA_GRAPH_ALIGN - 1) & ~(size_t)(CUDA_GRAPH_ALIGN - 1);
+    return at;
+}
+
+void cuda_plan_graph_layout(int bucket, int stride, struct cuda_graph_layout *out)
+{
+    size_t off = 0, B = (size_t)bucket, i32 = sizeof(int32_t);
+    out->bucket = bucket;
+    out->stride = stride;
+    out->tokens = take(&off, B * i32);
+    out->positions = take(&off, B * i32);
+    out->slots = take(&off, B * i32);
+    out->query_start = take(&off, (B + 1) * i32);
+    out->context_len = take(&off, B * i32);
+    out->logits_index = take(&off, B * i32);
+    out->tiles = take(&off, B * sizeof(struct cuda_attn_tile));
+    out->block_tables = take(&off, B * (size_t)stride * i32);
+    out->bytes = off;
+}
+
+void cuda_plan_graph_fill(const struct batch_plan *p, const struct cuda_graph_layout *lay, void *buf,
+                          struct batch_plan *padded)
+{
+    uint8_t *b = buf;
+    int n = p->n_seqs, B = lay->bucket, S = lay->stride;
+    int32_t *tok = (int32_t *)(b + lay->tokens), *pos = (int32_t *)(b + lay->positions);
+    int32_t *slots = (int32_t *)(b + lay->slots), *qs = (int32_t *)(b + lay->query_start);
+    int32_t *ctx = (int32_t *)(b + lay->context_len), *li = (int32_t *)(b + lay->logits_index);
+    int32_t *tables = (int32_t *)(b + lay->block_tables);
+    struct cuda_attn_tile *tiles = (struct cuda_attn_tile *)(b + lay->tiles);
+    for (int s = 0; s < B; s++) {
+        int real = s < n;
+        tok[s] = real ? p->tokens[s] : 0;
+        pos[s] = real ? p->positions[s] : 0;
+        slots[s] = real ? p->slot_mapping[s] : -1; /* padding stores nothing */
+        ctx[s] = real ? p->context_len[s] : 0;     /* and attends to nothing */
+        qs[s] = s;
+        li[s] = s;
+        tiles[s] = (struct cuda_attn_tile){ .seq = s, .row0 = s, .n_rows = 1 };
+        int32_t *row = tables + (size_t)s * S;
+        int have = real ? p->max_blocks : 0;
+        for (int j = 0; j < have; j++) row[j] = p->block_tables[(size_t)s * p->max_blocks + j];
+        for (int j = have; j < S; j++) row[j] = 0;
+    }
+    qs[B] = B;
+    *padded = (struct batch_plan){ .n_tokens = B, .tokens = tok, .positions = pos, .slot_mapping = slots,
+                                   .n_seqs = B, .query_start = qs, .context_len = ctx, .block_tables = tables,
+                                   .max_blocks = S, .n_logits = B, .logits_index = li };
 }
 
 /* ---- memory ---- */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inferd/batch.h"
 #include "inferd/quant.h"
 
 /* ---- matmul path ---- */
@@ -53,6 +54,11 @@ struct cuda_attn_plan {
  * when a GQA group exceeds 32 query heads, IFD_ERR_INVALID for bad shapes. */
 int cuda_plan_attention(const int32_t *query_start, const int32_t *context_len, int n_seqs, int n_head, int n_head_kv,
                         int n_sm, struct cuda_attn_plan *out);
+/* The plan of a padded decode step (one query row per sequence) that a CUDA
+ * graph records: it must hold for every context up to max_ctx, the longest
+ * the graph's block tables can describe, since it is baked into the graph;
+ * splits past a sequence's context find nothing to do and cost one launch. */
+int cuda_plan_attention_decode(int n_seqs, int max_ctx, int n_head, int n_head_kv, int n_sm, struct cuda_attn_plan *out);
 /* Fills tiles[0..plan->n_tiles) (sequence order, each sequence's rows cut in rows_per_tile). */
 void cuda_plan_attn_tiles(const int32_t *query_start, int n_seqs, const struct cuda_attn_plan *plan,
                           struct cuda_attn_tile *tiles);
@@ -65,6 +71,34 @@ void cuda_plan_attn_tiles(const int32_t *query_start, int n_seqs, const struct c
 int cuda_plan_graph_buckets(int max_seqs, int *out, int cap);
 /* The smallest bucket >= n, or -1 when n is above every bucket (run uncaptured). */
 int cuda_plan_graph_bucket(int n, const int *buckets, int n_buckets);
+
+/* 1 if a step can run as a recorded graph: decode only (one query row per
+ * sequence, logits for every row in order), no adapters, no tree mask. */
+int cuda_plan_graph_eligible(const struct batch_plan *p);
+
+/* Block-table row stride of the graphs' padded plans: at least `current`
+ * (and CUDA_GRAPH_MIN_STRIDE), doubled until max_blocks fits. A graph is
+ * recorded for one stride; a longer one means recording again. */
+#define CUDA_GRAPH_MIN_STRIDE 64
+int cuda_plan_graph_stride(int max_blocks, int current);
+
+/* Where each array of a padded decode plan of `bucket` sequences lives in
+ * the graphs' input buffer (byte offsets, CUDA_GRAPH_ALIGN-aligned). The
+ * buffer is copied to the device in one piece before each replay, at the
+ * same device address every time, which is what lets a graph be replayed. */
+#define CUDA_GRAPH_ALIGN 256
+struct cuda_graph_layout {
+    int bucket, stride;
+    size_t tokens, positions, slots, query_start, context_len, logits_index, tiles, block_tables;
+    size_t bytes;
+};
+void cuda_plan_graph_layout(int bucket, int stride, struct cuda_graph_layout *out);
+/* Writes the eligible plan p (n_seqs <= bucket, max_blocks <= stride),
+ * padded to lay->bucket sequences, into buf (lay->bytes) and points padded's
+ * arrays there. Padding sequences have context 0, slot -1, token 0, and
+ * come after the real ones; tiles are one row each, in sequence order. */
+void cuda_plan_graph_fill(const struct batch_plan *p, const struct cuda_graph_layout *lay, void *buf,
+                          struct batch_plan *padded);
 
 /* ---- memory ---- */
 
