@@ -146,6 +146,12 @@ struct backend_ops {
      * usual), 0 when the caller must enqueue `plan` itself. */
     int (*run_step)(struct backend *be, const struct batch_plan *plan, int max_rows, uint64_t key,
                     void (*enqueue)(void *arg, const struct batch_plan *p), void *arg);
+
+    /* (optional) Host memory that ->copy_out fills fastest (CUDA: pinned, so
+     * a step's logits come back by DMA at full bus speed instead of through
+     * the driver's bounce buffer). NULL: malloc and free. */
+    void *(*host_alloc)(struct backend *be, size_t nbytes);
+    void (*host_free)(struct backend *be, void *p);
 };
 
 struct backend {
@@ -163,6 +169,9 @@ struct backend_opts {
 
 int backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen);
 void backend_destroy(struct backend *be);
+/* Host buffers for ->copy_out destinations (->host_alloc, else malloc); NULL when out of memory. */
+void *backend_host_alloc(struct backend *be, size_t nbytes);
+void backend_host_free(struct backend *be, void *p);
 
 /* CPU backend entry (always built). */
 int cpu_backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen);

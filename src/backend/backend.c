@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0
  * backend.c: picks a backend implementation by device name: "cpu", or "cuda" /
  * "cuda:N" when the build has the CUDA backend (INFERD_HAVE_CUDA, set by CMake
- * when nvcc is found); otherwise "cuda" gets a clear error (backend layer). */
+ * when nvcc is found); otherwise "cuda" gets a clear error. Also the host
+ * buffers device copies land in (backend layer). */
 #include "inferd/backend.h"
 #include "inferd/error.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int backend_create(struct backend **out, const struct backend_opts *opts, char *err, size_t errlen)
@@ -27,4 +29,16 @@ int backend_create(struct backend **out, const struct backend_opts *opts, char *
 void backend_destroy(struct backend *be)
 {
     if (be) be->ops->destroy(be);
+}
+
+void *backend_host_alloc(struct backend *be, size_t nbytes)
+{
+    return be->ops->host_alloc ? be->ops->host_alloc(be, nbytes) : malloc(nbytes);
+}
+
+void backend_host_free(struct backend *be, void *p)
+{
+    if (!p) return;
+    if (be->ops->host_free) be->ops->host_free(be, p);
+    else free(p);
 }

@@ -290,7 +290,7 @@ int sched_init(struct engine *e)
     e->p_logits_index = malloc((size_t)S * sizeof(int32_t));
     e->p_seqs = malloc((size_t)S * sizeof *e->p_seqs);
     e->p_chunk = malloc((size_t)S * sizeof *e->p_chunk);
-    e->logits = malloc((size_t)S * V * sizeof(float));
+    e->logits = backend_host_alloc(e->model->be, (size_t)S * V * sizeof(float)); /* pinned on a GPU */
     e->scratch_logits = malloc(V * sizeof(float));
     e->running = malloc((size_t)S * sizeof *e->running);
     e->cap_running = S;
@@ -312,7 +312,7 @@ void sched_free(struct engine *e)
     free(e->p_logits_index);
     free(e->p_seqs);
     free(e->p_chunk);
-    free(e->logits);
+    if (e->model) backend_host_free(e->model->be, e->logits);
     free(e->scratch_logits);
     free(e->running);
     free(e->waiting);

@@ -16,7 +16,7 @@ void seq_runner_free(struct seq_runner *r)
     free(r->block_table);
     free(r->positions);
     free(r->slots);
-    free(r->logits);
+    backend_host_free(r->m->be, r->logits);
     memset(r, 0, sizeof *r);
 }
 
@@ -31,7 +31,7 @@ int seq_runner_init(struct seq_runner *r, const struct model *m, int n_ctx, int 
     r->block_table = malloc((size_t)n_blocks * sizeof *r->block_table);
     r->positions = malloc((size_t)batch * sizeof *r->positions);
     r->slots = malloc((size_t)batch * sizeof *r->slots);
-    r->logits = malloc((size_t)m->hp.n_vocab * sizeof *r->logits);
+    r->logits = backend_host_alloc(m->be, (size_t)m->hp.n_vocab * sizeof *r->logits);
     int rc = (!r->block_table || !r->positions || !r->slots || !r->logits) ? IFD_ERR_NOMEM : 0;
     if (!rc) rc = kv_cache_init(&r->kv, m, n_blocks, SEQ_BLOCK_SIZE);
     if (!rc) rc = model_workspace_init(&r->ws, m, batch, 1);

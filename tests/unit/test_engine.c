@@ -3,7 +3,8 @@
  * test_engine.c: the engine end to end on the default model: batch
  * invariance under chunked prefill and preemption, prefix caching, seeded
  * sampling, stop strings across tokens, n choices sharing blocks,
- * cancellation and refusals, and a randomized stress run. After each test
+ * cancellation and refusals, decode steps padded as the CUDA graphs pad
+ * them, and a randomized stress run. After each test
  * every KV block is back in the pool and the block manager's invariants hold.
  */
 #include "test.h"
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/cuda_plan.h"
 #include "inferd/backend.h"
 #include "inferd/engine.h"
 #include "inferd/error.h"
@@ -214,6 +216,113 @@ TEST(engine_device_memory_plan_sizes_the_pool)
     ASSERT_EQ(g_fit.calls, 2);
     engine_destroy(e);
     f.be->ops = cpu_ops;
+    fx_free(&f);
+}
+
+/* ---- the backend hooks a GPU backend uses, stood in for on the CPU ---- */
+
+static struct {
+    int steps, padded, rows_added;
+    uint64_t last_key;
+    int keys_seen;
+    uint8_t *buf;
+    size_t cap;
+    long host_allocs, host_frees;
+} g_hook;
+
+/* Pads plain decode steps exactly as the CUDA backend does before recording
+ * a graph (cuda_plan.c), then runs the padded plan on the CPU. */
+static int padding_run_step(struct backend *be, const struct batch_plan *plan, int max_rows, uint64_t key,
+                            void (*enqueue)(void *arg, const struct batch_plan *p), void *arg)
+{
+    (void)be;
+    g_hook.steps++;
+    if (key != g_hook.last_key) g_hook.keys_seen++, g_hook.last_key = key;
+    if (!cuda_plan_graph_eligible(plan)) return 0;
+    int buckets[64];
+    int nb = cuda_plan_graph_buckets(max_rows, buckets, 64);
+    int bucket = cuda_plan_graph_bucket(plan->n_seqs, buckets, nb);
+    if (bucket < 0) return 0;
+    struct cuda_graph_layout lay;
+    cuda_plan_graph_layout(bucket, cuda_plan_graph_stride(plan->max_blocks, 0), &lay);
+    if (lay.bytes > g_hook.cap) {
+        free(g_hook.buf);
+        g_hook.buf = malloc(lay.bytes);
+        g_hook.cap = lay.bytes;
+        ASSERT(g_hook.buf);
+    }
+    struct batch_plan padded;
+    cuda_plan_graph_fill(plan, &lay, g_hook.buf, &padded);
+    g_hook.padded++;
+    g_hook.rows_added += bucket - plan->n_seqs;
+    enqueue(arg, &padded);
+    return 1;
+}
+
+static void *counting_host_alloc(struct backend *be, size_t n)
+{
+    (void)be;
+    g_hook.host_allocs++;
+    return malloc(n);
+}
+
+static void counting_host_free(struct backend *be, void *p)
+{
+    (void)be;
+    g_hook.host_frees++;
+    free(p);
+}
+
+/* Through the engine, with decode steps padded as for CUDA graphs: every
+ * request's greedy output equals its unpadded solo run (model/llama.c's
+ * run_step plumbing and the padding contract of backend.h), the step key is
+ * stable, and the logits buffer comes from (and goes back to) the backend's
+ * host allocator. */
+TEST(engine_padded_decode_steps_keep_outputs)
+{
+    struct fixture f;
+    fx_init(&f);
+    enum { N = 11, GEN = 4 };
+    static struct result alone[N], padded[N];
+    memset(alone, 0, sizeof alone);
+    memset(padded, 0, sizeof padded);
+    struct engine_params p;
+    greedy_params(&p, GEN);
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, false);
+    for (int i = 0; i < N; i++) {
+        p.max_tokens = GEN + 2 * i; /* finishing one by one: the batch shrinks through every bucket */
+        drain(submit(e, f.text + 50 * i, 5 + 9 * i, &p), &alone[i]);
+    }
+    engine_destroy(e);
+
+    struct backend_ops ops = *f.be->ops;
+    const struct backend_ops *cpu_ops = f.be->ops;
+    ops.run_step = padding_run_step;
+    ops.host_alloc = counting_host_alloc;
+    ops.host_free = counting_host_free;
+    f.be->ops = &ops;
+    memset(&g_hook, 0, sizeof g_hook);
+    e = make_engine(&f, 0, 0, 16, 0, false);
+    ASSERT_EQ(g_hook.host_allocs, 1);
+    struct engine_stream *s[N];
+    for (int i = 0; i < N; i++) {
+        p.max_tokens = GEN + 2 * i;
+        s[i] = submit(e, f.text + 50 * i, 5 + 9 * i, &p);
+    }
+    for (int i = 0; i < N; i++) drain(s[i], &padded[i]);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(padded[i].n[0], alone[i].n[0]);
+        ASSERT_MSG(memcmp(padded[i].ids[0], alone[i].ids[0], (size_t)alone[i].n[0] * 4) == 0,
+                   "request %d: output differs when decode steps are padded", i);
+    }
+    assert_pool_intact(e);
+    engine_destroy(e);
+    test_note("%d steps, %d padded decode steps, %d padding rows", g_hook.steps, g_hook.padded, g_hook.rows_added);
+    ASSERT(g_hook.padded > 0 && g_hook.rows_added > 0);
+    ASSERT_EQ(g_hook.keys_seen, 1);
+    ASSERT_EQ(g_hook.host_frees, g_hook.host_allocs);
+    f.be->ops = cpu_ops;
+    free(g_hook.buf);
     fx_free(&f);
 }
 

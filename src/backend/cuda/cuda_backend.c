@@ -255,6 +255,27 @@ static void cu_copy_out(struct backend *be, void *host_dst, const void *src, siz
         cuda_check(c, cudaStreamSynchronize(c->stream), "copy to host (wait)");
 }
 
+static void *cu_host_alloc(struct backend *be, size_t nbytes)
+{
+    cuda_enter(cuda_ctx(be));
+    void *p = NULL;
+    if (cudaHostAlloc(&p, nbytes ? nbytes : 64, cudaHostAllocDefault) == cudaSuccess) return p;
+    cudaGetLastError(); /* pinned memory is scarcer than memory: fall back to pageable */
+    return malloc(nbytes ? nbytes : 64);
+}
+
+static void cu_host_free(struct backend *be, void *p)
+{
+    cuda_enter(cuda_ctx(be));
+    struct cudaPointerAttributes at;
+    if (cudaPointerGetAttributes(&at, p) == cudaSuccess && at.type == cudaMemoryTypeHost) {
+        cudaFreeHost(p);
+    } else {
+        cudaGetLastError();
+        free(p);
+    }
+}
+
 static int cu_sync(struct backend *be)
 {
     struct cuda_ctx *c = cuda_ctx(be);
@@ -484,6 +505,8 @@ static const struct backend_ops cuda_ops = {
     .gather_rows = cu_gather_rows,
     .kv_blocks_fit = cu_kv_blocks_fit,
     .run_step = cuda_run_step,
+    .host_alloc = cu_host_alloc,
+    .host_free = cu_host_free,
 };
 
 /* "cuda" -> 0, "cuda:N" -> N; -1 if malformed. */
