@@ -141,6 +141,14 @@ static void greedy_params(struct engine_params *p, int max_tokens)
     p->max_tokens = max_tokens;
 }
 
+/* got's first choice has exactly want's tokens (what), with want's finish reason. */
+static void assert_same_output(const struct result *got, const struct result *want, const char *what)
+{
+    ASSERT_EQ(got->n[0], want->n[0]);
+    ASSERT_MSG(memcmp(got->ids[0], want->ids[0], (size_t)want->n[0] * 4) == 0, "%s", what);
+    ASSERT_EQ(got->finish[0], want->finish[0]);
+}
+
 /* Idle, every block back, invariants intact. */
 static void assert_pool_intact(struct engine *e)
 {
@@ -310,11 +318,7 @@ TEST(engine_padded_decode_steps_keep_outputs)
         s[i] = submit(e, f.text + 50 * i, 5 + 9 * i, &p);
     }
     for (int i = 0; i < N; i++) drain(s[i], &padded[i]);
-    for (int i = 0; i < N; i++) {
-        ASSERT_EQ(padded[i].n[0], alone[i].n[0]);
-        ASSERT_MSG(memcmp(padded[i].ids[0], alone[i].ids[0], (size_t)alone[i].n[0] * 4) == 0,
-                   "request %d: output differs when decode steps are padded", i);
-    }
+    for (int i = 0; i < N; i++) assert_same_output(&padded[i], &alone[i], "output differs when decode steps are padded");
     assert_pool_intact(e);
     engine_destroy(e);
     test_note("%d steps, %d padded decode steps, %d padding rows", g_hook.steps, g_hook.padded, g_hook.rows_added);
@@ -351,12 +355,7 @@ TEST(engine_batch_invariance_with_preemption)
     struct engine_stream *s[N];
     for (int i = 0; i < N; i++) s[i] = submit(e, f.text + start[i], len[i], &p);
     for (int i = 0; i < N; i++) drain(s[i], &together[i]);
-    for (int i = 0; i < N; i++) {
-        ASSERT_EQ(together[i].n[0], alone[i].n[0]);
-        ASSERT_MSG(memcmp(together[i].ids[0], alone[i].ids[0], (size_t)alone[i].n[0] * 4) == 0,
-                   "request %d: batched output differs from its solo run", i);
-        ASSERT_EQ(together[i].finish[0], alone[i].finish[0]);
-    }
+    for (int i = 0; i < N; i++) assert_same_output(&together[i], &alone[i], "batched output differs from its solo run");
     struct engine_stats st;
     assert_pool_intact(e);
     engine_get_stats(e, &st);
@@ -402,8 +401,7 @@ TEST(engine_prefix_cache_reuses_shared_prefix)
 
     e = make_engine(&f, 0, 0, 0, 0, false);
     drain(submit(e, b, nb, &p), &rb_ref);
-    ASSERT_EQ(rb.n[0], rb_ref.n[0]);
-    ASSERT_MSG(memcmp(rb.ids[0], rb_ref.ids[0], (size_t)rb.n[0] * 4) == 0, "cached prefix changed the output");
+    assert_same_output(&rb, &rb_ref, "cached prefix changed the output");
     assert_pool_intact(e);
     engine_destroy(e);
     fx_free(&f);
@@ -434,9 +432,7 @@ TEST(engine_seeded_sampling_batch_independent)
     s[7] = submit(e, f.text + 100, 40, &p);
     for (int i = 0; i < 7; i++) drain(s[i], &other[i]);
     drain(s[7], &batched);
-    ASSERT_EQ(batched.n[0], solo.n[0]);
-    ASSERT_MSG(memcmp(batched.ids[0], solo.ids[0], (size_t)solo.n[0] * 4) == 0,
-               "the same seed drew different tokens inside a batch");
+    assert_same_output(&batched, &solo, "the same seed drew different tokens inside a batch");
     assert_pool_intact(e);
     engine_destroy(e);
     fx_free(&f);
