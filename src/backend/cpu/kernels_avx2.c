@@ -62,6 +62,12 @@ ALWAYS_INLINE int hsum_i32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
+/* Scalar half conversions with F16C instead of quant.c's portable bit
+ * manipulation: the same results for every non-NaN value (checked over all
+ * 2^32 floats), at one instruction each. */
+static inline float half_to_f32(f16_t h) { return _cvtsh_ss(h); }
+static inline float round_to_half(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
+
 /* ---- activation quantization ---- */
 
 static void avx2_quant_q8_1f(const float *x, block_q8_1f *y, int64_t n)
@@ -86,8 +92,8 @@ static void avx2_quant_q8_1f(const float *x, block_q8_1f *y, int64_t n)
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y[i].qs, p);
-        y[i].d = f16_to_f32(f32_to_f16(d));
-        y[i].s = f16_to_f32(f32_to_f16(d * (float)sum));
+        y[i].d = round_to_half(d);
+        y[i].s = round_to_half(d * (float)sum);
     }
 }
 
@@ -222,8 +228,8 @@ ALWAYS_INLINE float q45_K_block(const uint8_t *scales, const uint8_t *qs, const 
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * c])));
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * c + 1])));
     }
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(dd) * a->d), _mm256_cvtepi32_ps(sumi), *acc);
-    return f16_to_f32(ddmin) * a->d * (float)summ;
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_f32(dd) * a->d), _mm256_cvtepi32_ps(sumi), *acc);
+    return half_to_f32(ddmin) * a->d * (float)summ;
 }
 
 static float dot_q4_K(const block_q4_K *w, const block_q8_K *a, int64_t nb)
@@ -278,7 +284,7 @@ static float dot_q6_K(const block_q6_K *w, const block_q8_K *a, int64_t nb)
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p3, scale_pair(sc[4], sc[5])));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p4, scale_pair(sc[6], sc[7])));
         }
-        float d = f16_to_f32(w[b].d) * a[b].d;
+        float d = half_to_f32(w[b].d) * a[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         corr += d * (float)(32 * offset);
     }
@@ -309,7 +315,7 @@ static float dot_f16w(const f16_t *w, const float *x, int64_t n)
         a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), a1);
     }
     float s = hsum(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) s += f16_to_f32(w[i]) * x[i];
+    for (; i < n; i++) s += half_to_f32(w[i]) * x[i];
     return s;
 }
 
@@ -410,8 +416,8 @@ static void softmax_to_half(float *sc, int n)
     for (; p + 8 <= n; p += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sc + p));
     float max = -INFINITY, lanes[8];
     _mm256_storeu_ps(lanes, vmax);
-    for (int i = 0; i < 8; i++) max = fmaxf(max, lanes[i]);
-    for (; p < n; p++) max = fmaxf(max, sc[p]);
+    for (int i = 0; i < 8; i++) max = lanes[i] > max ? lanes[i] : max;
+    for (; p < n; p++) max = sc[p] > max ? sc[p] : max; /* not fmaxf: a libm call per element */
     __m256 vm = _mm256_set1_ps(max);
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     for (p = 0; p + 8 <= n; p += 8) {
@@ -429,7 +435,7 @@ static void softmax_to_half(float *sc, int n)
     for (p = 0; p + 8 <= n; p += 8)
         _mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(sc + p), vi),
                                                                  _MM_FROUND_TO_NEAREST_INT)));
-    for (; p < n; p++) sc[p] = f16_to_f32(f32_to_f16(sc[p] * inv));
+    for (; p < n; p++) sc[p] = round_to_half(sc[p] * inv);
 }
 
 #define ATTN_PREFETCH_ROWS 8
@@ -605,7 +611,7 @@ static void avx2_to_f16(const float *x, f16_t *y, int n)
     int i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) y[i] = f32_to_f16(x[i]);
+    for (; i < n; i++) y[i] = (f16_t)_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
 const struct cpu_kernels cpu_kernels_avx2 = {
