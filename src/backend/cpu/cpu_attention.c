@@ -161,12 +161,10 @@ static void load_queries(const struct cpu_ctx *c, const struct be_attention *a, 
 {
     const struct batch_plan *p = a->plan;
     int hd = a->head_dim;
-    f16_t q16[MAX_HEAD_DIM];
     for (int r = 0; r < t->n_rows; r++) {
-        for (int g = 0; g < t->G; g++) {
-            c->k->to_f16(a->q + (size_t)(row + r) * a->n_head * hd + (size_t)(h0 + g) * hd, q16, hd);
-            for (int i = 0; i < hd; i++) q[((size_t)r * t->G + g) * hd + i] = f16_to_f32(q16[i]);
-        }
+        for (int g = 0; g < t->G; g++)
+            c->k->round_half(a->q + (size_t)(row + r) * a->n_head * hd + (size_t)(h0 + g) * hd,
+                             q + ((size_t)r * t->G + g) * hd, hd);
         int pos = p->positions[row + r];
         n_vis[r] = pos + 1 < p->context_len[seq] ? pos + 1 : p->context_len[seq];
     }

@@ -108,6 +108,7 @@ struct cpu_kernels {
     void (*rms_norm)(const float *x, const float *w, float *out, int dim, float eps);
     void (*silu_mul)(float *h, const float *u, int n);        /* h = silu(h) * u */
     void (*to_f16)(const float *x, f16_t *y, int n);           /* round to nearest even */
+    void (*round_half)(const float *x, float *y, int n);       /* y = x rounded to half (nearest even) */
 };
 
 /* Defines a plain-layout gemm from a per-row dot product

@@ -614,6 +614,14 @@ static void avx2_to_f16(const float *x, f16_t *y, int n)
     for (; i < n; i++) y[i] = (f16_t)_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+static void avx2_round_half(const float *x, float *y, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) y[i] = round_to_half(x[i]);
+}
+
 const struct cpu_kernels cpu_kernels_avx2 = {
     .name = "avx2",
     .gemm = {
@@ -629,4 +637,5 @@ const struct cpu_kernels cpu_kernels_avx2 = {
     .rms_norm = avx2_rms_norm,
     .silu_mul = avx2_silu_mul,
     .to_f16 = avx2_to_f16,
+    .round_half = avx2_round_half,
 };

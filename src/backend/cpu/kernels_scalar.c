@@ -209,6 +209,11 @@ static void scalar_silu_mul(float *h, const float *u, int n)
 }
 
 
+static void scalar_round_half(const float *x, float *y, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = f16_to_f32(f32_to_f16(x[i]));
+}
+
 static void scalar_to_f16(const float *x, f16_t *y, int n)
 {
     for (int i = 0; i < n; i++) y[i] = f32_to_f16(x[i]);
@@ -229,4 +234,5 @@ const struct cpu_kernels cpu_kernels_scalar = {
     .rms_norm = scalar_rms_norm,
     .silu_mul = scalar_silu_mul,
     .to_f16 = scalar_to_f16,
+    .round_half = scalar_round_half,
 };
