@@ -79,6 +79,22 @@ class Daemon:
                 out[name] = float(value)
         return out
 
+    def wait_idle(self, timeout=30):
+        """Waits until nothing runs and every KV block is back; asserts it (and
+        that nothing waits), returning the last metrics."""
+        label = '{model_name="SmolLM2-135M-Instruct.Q4_1"}'
+        running, waiting = "vllm:num_requests_running" + label, "vllm:num_requests_waiting" + label
+        used = 'inferd_kv_cache_blocks{model_name="SmolLM2-135M-Instruct.Q4_1",state="used"}'
+        m, deadline = {}, time.time() + timeout * SLOW
+        while time.time() < deadline:
+            m = self.metrics()
+            if m[running] == 0 and m[used] == 0:
+                break
+            time.sleep(0.2)
+        assert m[running] == 0 and m[waiting] == 0, m
+        assert m[used] == 0, f"{m[used]} KV blocks still in use"
+        return m
+
     def stop(self, timeout=60):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
