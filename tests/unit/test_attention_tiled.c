@@ -52,7 +52,8 @@ static void shuffled_table(struct rng *r, int32_t *table, int n_blocks, int pool
 /* ---- the per-row kernels that the tiled ones replaced ----
  * Verbatim but for the task fields (and without prefetches): one query row of
  * G heads against n_vis positions, scores in (G, n_vis). They define the
- * rounding points and summation orders that every tile must reproduce. */
+ * rounding points and summation orders that every tile must reproduce (the
+ * AVX2 score's order changed with the dims-major K tile: ref_dot_f32_chain). */
 
 static size_t ref_slot(const struct cpu_attn_task *t, int p)
 {
@@ -83,14 +84,6 @@ static void per_row_scalar_attend(const struct cpu_attn_task *t, int n_vis, floa
 
 #define AVX2_FN static __attribute__((target("avx2,fma,f16c")))
 
-AVX2_FN float ref_hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 AVX2_FN __m256 ref_exp8(__m256 x)
 {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
@@ -108,16 +101,13 @@ AVX2_FN __m256 ref_exp8(__m256 x)
     return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
 }
 
-AVX2_FN float ref_dot_f32_n8(const float *a, const float *b, int n)
+/* A score as the AVX2 kernel sums it: one fused multiply-add chain over the
+ * dimensions in order (each lane of its score_block is such a chain). */
+AVX2_FN float ref_dot_f32_chain(const float *a, const float *b, int n)
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    if (i < n) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    return ref_hsum(_mm256_add_ps(acc0, acc1));
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n; i++) s = _mm_fmadd_ss(_mm_set_ss(a[i]), _mm_set_ss(b[i]), s);
+    return _mm_cvtss_f32(s);
 }
 
 AVX2_FN void ref_softmax_to_half(float *sc, int n)
@@ -160,7 +150,7 @@ AVX2_FN void per_row_avx2_attend(const struct cpu_attn_task *t, int n_vis, float
     float row[512];
     for (int p = 0; p < n_vis; p++) {
         ref_row_to_f32(t->k + ref_slot(t, p) * t->kv_dim, row, hd);
-        for (int g = 0; g < G; g++) scores[(size_t)g * n_vis + p] = ref_dot_f32_n8(row, t->q + (size_t)g * hd, hd) * t->scale;
+        for (int g = 0; g < G; g++) scores[(size_t)g * n_vis + p] = ref_dot_f32_chain(row, t->q + (size_t)g * hd, hd) * t->scale;
     }
     for (int g = 0; g < G; g++) {
         ref_softmax_to_half(scores + (size_t)g * n_vis, n_vis);

@@ -367,46 +367,6 @@ ALWAYS_INLINE __m256 exp8(__m256 x)
 }
 
 
-/* hsum of eight vectors at once: lane d of the result is hsum(v[d]) bit for
- * bit, because each lane is added in hsum's order ((0+4) + (2+6)) + ((1+5) + (3+7)). */
-ALWAYS_INLINE __m256 hsum8(const __m256 v[8])
-{
-    __m256 a[4]; /* a[d]: lanes 0..3 hold v[d]'s l_i + l_{i+4}, lanes 4..7 v[d+4]'s */
-    for (int d = 0; d < 4; d++)
-        a[d] = _mm256_add_ps(_mm256_permute2f128_ps(v[d], v[d + 4], 0x20), _mm256_permute2f128_ps(v[d], v[d + 4], 0x31));
-    /* b01: (0+4)+(2+6) and (1+5)+(3+7) of v0, v1 | v4, v5; b23 likewise for v2, v3 | v6, v7 */
-    __m256 b01 = _mm256_add_ps(_mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m256 b23 = _mm256_add_ps(_mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm256_add_ps(_mm256_shuffle_ps(b01, b23, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm256_shuffle_ps(b01, b23, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-/* Lane partial sums of q's dot products with the 4 rows at k (hd apart, a
- * multiple of 8), sharing each load of q: per row, two accumulators over
- * alternating 8-float slices, the odd tail slice in the first, then added.
- * Every score is hsum of this, so a pair's scores are summed alike wherever
- * and with whichever rows they are computed. */
-ALWAYS_INLINE void dot_lanes4(const float *k, const float *q, int hd, __m256 v[4])
-{
-    __m256 acc0[4], acc1[4];
-    for (int l = 0; l < 4; l++) acc0[l] = acc1[l] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= hd; i += 16) {
-        __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
-        for (int l = 0; l < 4; l++) {
-            acc0[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)l * hd + i), q0, acc0[l]);
-            acc1[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)l * hd + i + 8), q1, acc1[l]);
-        }
-    }
-    if (i < hd) {
-        __m256 q0 = _mm256_loadu_ps(q + i);
-        for (int l = 0; l < 4; l++) acc0[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)l * hd + i), q0, acc0[l]);
-    }
-    for (int l = 0; l < 4; l++) v[l] = _mm256_add_ps(acc0[l], acc1[l]);
-}
-
 /* Softmax of one head's scores in place, then rounded to half (llama.cpp's points):
  * exp against the max, sum in double, scale by the float reciprocal. */
 static void softmax_to_half(float *sc, int n)
@@ -459,10 +419,10 @@ ALWAYS_INLINE const f16_t *kv_next(const struct cpu_attn_task *t, struct kv_curs
     return row;
 }
 
-/* Converts dims [d0, d0 + w) of rows [p0, p0 + n) of K or V to float rows of
- * t->tile (w apart), zeroing the rest of the last 8-row group so scores can
- * be computed eight at a time. The cache is streamed once per tile, so rows
- * are prefetched ahead, up to end (the last position any row sees). */
+/* Converts dims [d0, d0 + w) of V rows [p0, p0 + n) to float rows of
+ * t->tile (w apart), zeroing the rest of the last 8-row group. The cache is
+ * streamed once per tile, so rows are prefetched ahead, up to end (the last
+ * position any row sees). */
 static void load_tile(const struct cpu_attn_task *t, const f16_t *base, int p0, int n, int end, int d0, int w)
 {
     struct kv_cursor at = kv_at(t, base, p0), ahead = kv_at(t, base, p0 + ATTN_PREFETCH_ROWS);
@@ -479,21 +439,110 @@ static void load_tile(const struct cpu_attn_task *t, const f16_t *base, int p0, 
     memset(t->tile + (size_t)n * w, 0, (size_t)(padded - n) * w * sizeof(float));
 }
 
-/* Scores of every pair against the tile's positions [p0, p0 + n), eight
- * positions per store: a pair's last group may run past its n_vis (into the
- * tile's zero rows), and those scores are never read. */
-static void tile_scores(const struct cpu_attn_task *t, int p0, int n, size_t stride)
+/* In-register transpose of an 8x8 block of floats (r[i] becomes column i). */
+ALWAYS_INLINE void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* Converts K rows [p0, p0 + n) to a dims-major float tile: dim d of row j at
+ * tile[d * tr + j], tr = n rounded up to 8, rows past n zero. Scores then
+ * take eight positions per load with no horizontal sums. The cache is
+ * streamed once per tile, so rows are prefetched ahead, up to end. */
+static void load_k_tile(const struct cpu_attn_task *t, int p0, int n, int end, int tr)
+{
+    int hd = t->head_dim;
+    struct kv_cursor at = kv_at(t, t->k, p0), ahead = kv_at(t, t->k, p0 + ATTN_PREFETCH_ROWS);
+    for (int j0 = 0; j0 < tr; j0 += 8) {
+        const f16_t *rows[8];
+        for (int r = 0; r < 8; r++) {
+            int p = p0 + j0 + r;
+            rows[r] = j0 + r < n ? kv_next(t, &at) : NULL;
+            if (j0 + r < n && p + ATTN_PREFETCH_ROWS < end) {
+                const char *pf = (const char *)kv_next(t, &ahead);
+                for (int off = 0; off < hd * 2; off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
+            }
+        }
+        for (int d0 = 0; d0 < hd; d0 += 8) {
+            __m256 v[8];
+            for (int r = 0; r < 8; r++)
+                v[r] = rows[r] ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rows[r] + d0))) : _mm256_setzero_ps();
+            transpose8(v);
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(t->tile + (size_t)(d0 + i) * tr + j0, v[i]);
+        }
+    }
+}
+
+/* Scores of PB consecutive pairs (queries q, hd apart) at tile positions
+ * [j, j + 8 * NV): PB * NV accumulators, one FMA chain per score over the
+ * dimensions in order, so a score has the same bits whichever pairs and
+ * positions it is computed with. */
+ALWAYS_INLINE void score_block(const float *tile, int tr, int j, const float *q, int hd, float scale, float *dst,
+                               size_t stride, const int PB, const int NV)
+{
+    __m256 acc[4][2];
+    for (int b = 0; b < PB; b++)
+        for (int v = 0; v < NV; v++) acc[b][v] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        const float *kd = tile + (size_t)d * tr + j;
+        __m256 k0 = _mm256_loadu_ps(kd), k1 = NV > 1 ? _mm256_loadu_ps(kd + 8) : k0;
+        for (int b = 0; b < PB; b++) {
+            __m256 qd = _mm256_broadcast_ss(q + (size_t)b * hd + d);
+            acc[b][0] = _mm256_fmadd_ps(qd, k0, acc[b][0]);
+            if (NV > 1) acc[b][1] = _mm256_fmadd_ps(qd, k1, acc[b][1]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int b = 0; b < PB; b++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(dst + b * stride + 8 * v, _mm256_mul_ps(acc[b][v], vs));
+}
+
+/* Positions [0, lim8) of the tile for PB pairs: 16 at a time, then 8. */
+ALWAYS_INLINE void score_pairs(const float *tile, int tr, int lim8, const float *q, int hd, float scale, float *dst,
+                               size_t stride, const int PB)
+{
+    int j = 0;
+    for (; j + 16 <= lim8; j += 16) score_block(tile, tr, j, q, hd, scale, dst + j, stride, PB, 2);
+    for (; j < lim8; j += 8) score_block(tile, tr, j, q, hd, scale, dst + j, stride, PB, 1);
+}
+
+/* Scores of every pair against the tile's positions [p0, p0 + n), four
+ * pairs at a time so each K load feeds four FMAs. A block runs to its
+ * longest pair's visible end in groups of eight: the others' extra scores
+ * (past their n_vis, still inside the range) are never read. */
+static void tile_scores(const struct cpu_attn_task *t, int p0, int n, int tr, size_t stride)
 {
     int hd = t->head_dim, n_pairs = t->n_rows * t->G;
-    const __m256 vs = _mm256_set1_ps(t->scale);
-    for (int pr = 0; pr < n_pairs; pr++) {
-        int lim = t->n_vis[pr / t->G] - p0 < n ? t->n_vis[pr / t->G] - p0 : n;
+    for (int pr = 0; pr < n_pairs; pr += 4) {
+        int pb = n_pairs - pr < 4 ? n_pairs - pr : 4, lim = 0;
+        for (int b = 0; b < pb; b++) {
+            int l = t->n_vis[(pr + b) / t->G] - p0;
+            lim = l > lim ? l : lim;
+        }
+        lim = lim < n ? lim : n;
+        if (lim <= 0) continue;
+        int lim8 = (lim + 7) & ~7;
         const float *q = t->q + (size_t)pr * hd;
-        for (int j = 0; j < lim; j += 8) {
-            __m256 d[8];
-            dot_lanes4(t->tile + (size_t)j * hd, q, hd, d);
-            dot_lanes4(t->tile + (size_t)(j + 4) * hd, q, hd, d + 4);
-            _mm256_storeu_ps(t->scores + pr * stride + p0 + j, _mm256_mul_ps(hsum8(d), vs));
+        float *dst = t->scores + pr * stride + p0;
+        switch (pb) {
+        case 4: score_pairs(t->tile, tr, lim8, q, hd, t->scale, dst, stride, 4); break;
+        case 3: score_pairs(t->tile, tr, lim8, q, hd, t->scale, dst, stride, 3); break;
+        case 2: score_pairs(t->tile, tr, lim8, q, hd, t->scale, dst, stride, 2); break;
+        default: score_pairs(t->tile, tr, lim8, q, hd, t->scale, dst, stride, 1); break;
         }
     }
 }
@@ -547,9 +596,9 @@ static void avx2_attn_scores(const struct cpu_attn_task *t, int p0, int n)
     int hd = t->head_dim, max_vis = cpu_attn_max_vis(t), tile_rows = (CPU_ATTN_TILE_FLOATS / hd) & ~7;
     size_t stride = cpu_attn_score_stride(max_vis);
     for (int end = p0 + n; p0 < end; p0 += tile_rows) {
-        int m = end - p0 < tile_rows ? end - p0 : tile_rows;
-        load_tile(t, t->k, p0, m, max_vis, 0, hd);
-        tile_scores(t, p0, m, stride);
+        int m = end - p0 < tile_rows ? end - p0 : tile_rows, tr = (m + 7) & ~7;
+        load_k_tile(t, p0, m, max_vis, tr);
+        tile_scores(t, p0, m, tr, stride);
     }
 }
 
