@@ -192,6 +192,14 @@ daemon_greedy() {
             echo "prompt $i: equal"
         else
             echo "prompt $i: DIFFERENT"; diff "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_cuda_$i.txt"; bad=1
+            # the same prompt without CUDA graphs tells a graph problem from a kernel one
+            "$INFERD" generate --model "$model" -n 32 --temp 0 --prompt "$p" --device cuda --enforce-eager \
+                >"$OUTDIR/daemon_eager_$i.txt" 2>&1
+            if cmp -s "$OUTDIR/daemon_cpu_$i.txt" "$OUTDIR/daemon_eager_$i.txt"; then
+                echo "prompt $i: equal with --enforce-eager: the CUDA graph path differs"
+            else
+                echo "prompt $i: also different with --enforce-eager"
+            fi
         fi
         i=$((i + 1))
     done
