@@ -49,10 +49,25 @@ struct be_matmul {
     int accumulate;                            /* 1: y += W x (fuses the residual add) */
 };
 
-/* Paged KV storage of one layer: (n_blocks, block_size, kv_dim) halves each. */
+/* Element type of the paged KV cache (--kv-cache-dtype). f16 is the
+ * default and what llama.cpp uses; q8_0 stores each 32 values of a head as
+ * one GGUF Q8_0 block (34 bytes: a half scale and 32 int8), half the bytes
+ * of f16, so twice the tokens fit and attention streams half the memory. */
+enum kv_dtype { KV_F16 = 0, KV_Q8_0 = 1 };
+
+/* Bytes of one token's K (or V) row of kv_dim values. Q8_0 needs every head
+ * to be whole blocks (head_dim % 32 == 0), checked where the cache is made. */
+static inline size_t kv_row_bytes(enum kv_dtype t, int kv_dim)
+{
+    return t == KV_Q8_0 ? (size_t)kv_dim / QK8_0 * sizeof(block_q8_0) : (size_t)kv_dim * sizeof(f16_t);
+}
+
+/* Paged KV storage of one layer: (n_blocks, block_size) rows of
+ * kv_row_bytes(dtype, kv_dim) bytes each, for K and for V. */
 struct be_kv_layer {
-    f16_t *k;
-    f16_t *v;
+    void *k;
+    void *v;
+    enum kv_dtype dtype;
 };
 
 struct be_attention {
@@ -116,10 +131,12 @@ struct backend_ops {
     void (*kv_store)(struct backend *be, struct be_kv_layer kv, const float *k, const float *v, int n, int kv_dim,
                      const int32_t *slot_mapping);
     void (*attention)(struct backend *be, const struct be_attention *a);
-    /* Copies whole KV blocks src[i] -> dst[i] of one layer (block_elems halves per
+    /* Copies whole KV blocks src[i] -> dst[i] of one layer (block_bytes per
      * block for K and for V): copy-on-write of shared blocks. */
     void (*kv_copy)(struct backend *be, struct be_kv_layer kv, const int32_t *src, const int32_t *dst, int n,
-                    size_t block_elems);
+                    size_t block_bytes);
+    /* (optional) 1 if the backend's KV ops take this element type; NULL: KV_F16 only. */
+    int (*kv_dtype_supported)(struct backend *be, enum kv_dtype t);
     /* dst[i] = src[rows[i]] for row length dim (gathers logits rows) */
     void (*gather_rows)(struct backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst);
 

@@ -41,6 +41,7 @@ struct config {
     int max_num_seqs;
     int max_queued_requests;
     uint64_t kv_cache_memory;  /* bytes; 0: derived from available memory */
+    char kv_cache_dtype[8];    /* auto | f16 | q8_0 */
     float gpu_memory_utilization; /* device backends: share of device memory for weights + workspace + KV */
     int enable_prefix_caching;
     char log_level[8];         /* "": warn for offline commands, info for serve */

@@ -60,6 +60,7 @@ struct engine_stream;
 struct engine_config {
     int block_size;             /* tokens per KV block (default 16) */
     size_t kv_cache_bytes;      /* KV pool size; 0: derived from available memory */
+    enum kv_dtype kv_cache_dtype; /* KV element type (default KV_F16; KV_Q8_0 halves the bytes per token) */
     double gpu_memory_utilization; /* device backends, kv_cache_bytes 0: share of device memory in use at most (0.9) */
     int max_num_batched_tokens; /* token budget of one step (default 512) */
     int max_num_seqs;           /* running sequences at most (default 64) */

@@ -74,15 +74,23 @@ void model_free(struct model *m);
 /* "smollm2-135m, llama3-8b, ..." for help texts. */
 const char *model_dummy_presets(void);
 
-/* Paged KV storage for every layer: (n_layer) x (n_blocks, block_size, kv_dim) halves for K and for V. */
+/* Paged KV storage for every layer: (n_layer) x (n_blocks, block_size) rows
+ * of kv_dim values of `dtype` for K and for V. */
 struct kv_cache {
     int n_layer, n_blocks, block_size, kv_dim;
+    enum kv_dtype dtype;
     struct be_kv_layer *layers;
     struct backend *be;
 };
 
-size_t kv_cache_block_bytes(const struct model_hparams *hp, int block_size);
-int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, int block_size);
+/* Bytes one block takes over all layers, K and V. */
+size_t kv_cache_block_bytes(const struct model_hparams *hp, int block_size, enum kv_dtype dtype);
+/* 0, or IFD_ERR_UNSUPPORTED (with a message) when the model or backend cannot store dtype. */
+int kv_cache_check_dtype(const struct model *m, enum kv_dtype dtype, char *err, size_t errlen);
+/* Parses "auto" (= f16), "f16" or "q8_0" (config.c checks the same names); -1 for anything else. */
+int kv_dtype_parse(const char *name);
+const char *kv_dtype_name(enum kv_dtype t);
+int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, int block_size, enum kv_dtype dtype);
 void kv_cache_free(struct kv_cache *kv);
 /* Copies whole blocks src[i] -> dst[i] in every layer (copy-on-write). */
 void kv_cache_copy_blocks(struct kv_cache *kv, const int32_t *src, const int32_t *dst, int n);

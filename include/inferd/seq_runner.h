@@ -28,7 +28,7 @@ struct seq_runner {
     float *logits;          /* (n_vocab) logits of the last token fed */
 };
 
-int seq_runner_init(struct seq_runner *r, const struct model *m, int n_ctx, int batch);
+int seq_runner_init(struct seq_runner *r, const struct model *m, int n_ctx, int batch, enum kv_dtype kv_dtype);
 void seq_runner_free(struct seq_runner *r);
 /* Appends n tokens; on return r->logits holds the last token's logits.
  * IFD_ERR_RANGE if the context would overflow. */

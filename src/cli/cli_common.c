@@ -50,6 +50,12 @@ int cli_model_path(const struct config *c, char *out, size_t cap, char *err, siz
                     CONFIG_DEFAULT_MODEL_FILE);
 }
 
+enum kv_dtype cli_kv_dtype(const struct config *c)
+{
+    int t = kv_dtype_parse(c->kv_cache_dtype);
+    return t < 0 ? KV_F16 : (enum kv_dtype)t; /* config_validate accepted only known names */
+}
+
 void cli_engine_config(const struct config *c, struct engine_config *ec)
 {
     engine_config_default(ec);
@@ -58,6 +64,7 @@ void cli_engine_config(const struct config *c, struct engine_config *ec)
     ec->max_queued_requests = c->max_queued_requests;
     ec->max_model_len = c->ctx_size;
     ec->kv_cache_bytes = (size_t)c->kv_cache_memory;
+    ec->kv_cache_dtype = cli_kv_dtype(c);
     ec->gpu_memory_utilization = c->gpu_memory_utilization;
     ec->enable_prefix_caching = c->enable_prefix_caching != 0;
 }

@@ -26,6 +26,8 @@ void cli_unload(struct cli_runtime *rt);
 
 /* Engine settings from the options. */
 void cli_engine_config(const struct config *c, struct engine_config *ec);
+/* --kv-cache-dtype as the model layer's enum. */
+enum kv_dtype cli_kv_dtype(const struct config *c);
 
 /* Checks a subcommand's own requirements: first with rt NULL (after parsing),
  * then with the loaded runtime. Returns an error message or NULL. */

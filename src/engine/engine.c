@@ -547,7 +547,9 @@ static int size_pool(struct engine *e, char *err, size_t errlen)
 {
     const struct model_hparams *hp = &e->model->hp;
     int bs = e->cfg.block_size;
-    size_t per_block = kv_cache_block_bytes(hp, bs);
+    int rc = kv_cache_check_dtype(e->model, e->cfg.kv_cache_dtype, err, errlen);
+    if (rc) return rc;
+    size_t per_block = kv_cache_block_bytes(hp, bs, e->cfg.kv_cache_dtype);
     int want_len = e->cfg.max_model_len ? e->cfg.max_model_len : hp->n_ctx_train;
     if (want_len > hp->n_ctx_train) want_len = hp->n_ctx_train;
     int64_t blocks, one_seq = (want_len + bs - 1) / bs + 1, cap = (int64_t)e->cfg.max_num_seqs * ((want_len + bs - 1) / bs);
@@ -555,7 +557,7 @@ static int size_pool(struct engine *e, char *err, size_t errlen)
     if (e->cfg.kv_cache_bytes) {
         blocks = (int64_t)(e->cfg.kv_cache_bytes / per_block);
     } else if (be->ops->kv_blocks_fit) {
-        int rc = be->ops->kv_blocks_fit(be, e->cfg.gpu_memory_utilization, per_block, one_seq, cap, &blocks, err, errlen);
+        rc = be->ops->kv_blocks_fit(be, e->cfg.gpu_memory_utilization, per_block, one_seq, cap, &blocks, err, errlen);
         if (rc) return rc;
     } else {
         blocks = (int64_t)(ifd_proc_bytes("/proc/meminfo", "MemAvailable") / 4 / per_block);
@@ -567,7 +569,7 @@ static int size_pool(struct engine *e, char *err, size_t errlen)
     if (blocks > INT32_MAX / bs) blocks = INT32_MAX / bs;
     e->max_model_len = want_len < blocks * bs ? want_len : (int)(blocks * bs);
     e->max_blocks_per_seq = (e->max_model_len + bs - 1) / bs;
-    int rc = kv_cache_init(&e->kv, e->model, (int)blocks, bs);
+    rc = kv_cache_init(&e->kv, e->model, (int)blocks, bs, e->cfg.kv_cache_dtype);
     if (!rc) rc = kvb_init(&e->blocks, (int)blocks, bs);
     if (rc)
         return ifd_fail(err, errlen, rc, "cannot allocate a KV cache of %lld blocks (%.1f MiB)", (long long)blocks,
@@ -585,6 +587,8 @@ static int check_config(const struct engine_config *c, char *err, size_t errlen)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "max_num_seqs must be in [1, min(4096, max_num_batched_tokens)]");
     if (c->max_queued_requests < 1) return ifd_fail(err, errlen, IFD_ERR_INVALID, "max_queued_requests must be >= 1");
     if (c->max_model_len < 0) return ifd_fail(err, errlen, IFD_ERR_INVALID, "max_model_len must be >= 0");
+    if (c->kv_cache_dtype != KV_F16 && c->kv_cache_dtype != KV_Q8_0)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown KV cache type %d", (int)c->kv_cache_dtype);
     if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "gpu_memory_utilization must be in (0, 1]");
     return 0;
@@ -642,10 +646,10 @@ int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, c
         engine_destroy_state(e);
         return rc;
     }
-    LOG_INFO("engine", "KV cache: %d blocks of %d tokens (%.1f MiB), max model len %d, batch %d tokens / %d seqs",
+    LOG_INFO("engine", "KV cache: %d blocks of %d tokens (%.1f MiB, %s), max model len %d, batch %d tokens / %d seqs",
              e->blocks.n_blocks, cfg->block_size,
-             (double)e->blocks.n_blocks * kv_cache_block_bytes(&m->hp, cfg->block_size) / (1 << 20), e->max_model_len,
-             cfg->max_num_batched_tokens, cfg->max_num_seqs);
+             (double)e->blocks.n_blocks * kv_cache_block_bytes(&m->hp, cfg->block_size, cfg->kv_cache_dtype) / (1 << 20),
+             kv_dtype_name(cfg->kv_cache_dtype), e->max_model_len, cfg->max_num_batched_tokens, cfg->max_num_seqs);
     *out = e;
     return 0;
 }

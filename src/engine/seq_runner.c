@@ -20,7 +20,7 @@ void seq_runner_free(struct seq_runner *r)
     memset(r, 0, sizeof *r);
 }
 
-int seq_runner_init(struct seq_runner *r, const struct model *m, int n_ctx, int batch)
+int seq_runner_init(struct seq_runner *r, const struct model *m, int n_ctx, int batch, enum kv_dtype kv_dtype)
 {
     memset(r, 0, sizeof *r);
     if (n_ctx <= 0 || batch <= 0) return IFD_ERR_INVALID;
@@ -33,7 +33,7 @@ int seq_runner_init(struct seq_runner *r, const struct model *m, int n_ctx, int 
     r->slots = malloc((size_t)batch * sizeof *r->slots);
     r->logits = backend_host_alloc(m->be, (size_t)m->hp.n_vocab * sizeof *r->logits);
     int rc = (!r->block_table || !r->positions || !r->slots || !r->logits) ? IFD_ERR_NOMEM : 0;
-    if (!rc) rc = kv_cache_init(&r->kv, m, n_blocks, SEQ_BLOCK_SIZE);
+    if (!rc) rc = kv_cache_init(&r->kv, m, n_blocks, SEQ_BLOCK_SIZE, kv_dtype);
     if (!rc) rc = model_workspace_init(&r->ws, m, batch, 1);
     if (rc) {
         seq_runner_free(r);

@@ -27,9 +27,32 @@
 
 /* ---- KV cache storage ---- */
 
-size_t kv_cache_block_bytes(const struct model_hparams *hp, int block_size)
+size_t kv_cache_block_bytes(const struct model_hparams *hp, int block_size, enum kv_dtype dtype)
 {
-    return (size_t)2 * hp->n_layer * block_size * hp->n_head_kv * hp->head_dim * sizeof(f16_t);
+    return (size_t)2 * hp->n_layer * block_size * kv_row_bytes(dtype, hp->n_head_kv * hp->head_dim);
+}
+
+int kv_dtype_parse(const char *name)
+{
+    if (!strcmp(name, "auto") || !strcmp(name, "f16")) return KV_F16;
+    if (!strcmp(name, "q8_0")) return KV_Q8_0;
+    return -1;
+}
+
+const char *kv_dtype_name(enum kv_dtype t) { return t == KV_Q8_0 ? "q8_0" : "f16"; }
+
+int kv_cache_check_dtype(const struct model *m, enum kv_dtype dtype, char *err, size_t errlen)
+{
+    struct backend *be = m->be;
+    if (dtype == KV_F16) return 0;
+    if (!be->ops->kv_dtype_supported || !be->ops->kv_dtype_supported(be, dtype))
+        return ifd_fail(err, errlen, IFD_ERR_UNSUPPORTED, "--kv-cache-dtype %s: the %s backend stores f16 only",
+                        kv_dtype_name(dtype), be->ops->name);
+    if (m->hp.head_dim % QK8_0)
+        return ifd_fail(err, errlen, IFD_ERR_UNSUPPORTED,
+                        "--kv-cache-dtype %s needs a head dimension that is a multiple of %d (this model: %d)",
+                        kv_dtype_name(dtype), QK8_0, m->hp.head_dim);
+    return 0;
 }
 
 void kv_cache_free(struct kv_cache *kv)
@@ -45,10 +68,11 @@ void kv_cache_free(struct kv_cache *kv)
     free(kv);
 }
 
-int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, int block_size)
+int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, int block_size, enum kv_dtype dtype)
 {
     *out = NULL;
     if (n_blocks <= 0 || block_size <= 0 || block_size > 256) return IFD_ERR_INVALID;
+    if (kv_cache_check_dtype(m, dtype, NULL, 0)) return IFD_ERR_UNSUPPORTED;
     struct kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return IFD_ERR_NOMEM;
     kv->be = m->be;
@@ -56,13 +80,15 @@ int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, in
     kv->n_blocks = n_blocks;
     kv->block_size = block_size;
     kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
+    kv->dtype = dtype;
     kv->layers = calloc((size_t)kv->n_layer, sizeof *kv->layers);
     if (!kv->layers) {
         kv_cache_free(kv);
         return IFD_ERR_NOMEM;
     }
-    size_t bytes = (size_t)n_blocks * block_size * kv->kv_dim * sizeof(f16_t);
+    size_t bytes = (size_t)n_blocks * block_size * kv_row_bytes(dtype, kv->kv_dim);
     for (int l = 0; l < kv->n_layer; l++) {
+        kv->layers[l].dtype = dtype;
         kv->layers[l].k = m->be->ops->alloc(m->be, bytes);
         kv->layers[l].v = m->be->ops->alloc(m->be, bytes);
         if (!kv->layers[l].k || !kv->layers[l].v) {
@@ -76,8 +102,8 @@ int kv_cache_init(struct kv_cache **out, const struct model *m, int n_blocks, in
 
 void kv_cache_copy_blocks(struct kv_cache *kv, const int32_t *src, const int32_t *dst, int n)
 {
-    size_t block_elems = (size_t)kv->block_size * kv->kv_dim;
-    for (int l = 0; l < kv->n_layer; l++) kv->be->ops->kv_copy(kv->be, kv->layers[l], src, dst, n, block_elems);
+    size_t block_bytes = (size_t)kv->block_size * kv_row_bytes(kv->dtype, kv->kv_dim);
+    for (int l = 0; l < kv->n_layer; l++) kv->be->ops->kv_copy(kv->be, kv->layers[l], src, dst, n, block_bytes);
 }
 
 /* ---- workspace ---- */

@@ -71,6 +71,8 @@ static const struct option_row g_rows[] = {
       CMD_ALL, "requests waiting at most; more are refused (HTTP 429)" },
     { "kv-cache-memory", 0, OPT_SIZE, F(kv_cache_memory), "0", "INFERD_KV_CACHE_MEMORY", CMD_ALL,
       "KV cache size, e.g. 512M or 2G (0: a quarter of available memory, at most what max-num-seqs contexts use)" },
+    { "kv-cache-dtype", 0, OPT_STR, F(kv_cache_dtype), "auto", "INFERD_KV_CACHE_DTYPE,OPTION_KV_CACHE_DTYPE", CMD_ALL,
+      "KV cache element type: auto (= f16) or q8_0 (half the memory per token, CPU backend)" },
     { "gpu-memory-utilization", 0, OPT_FLOAT, F(gpu_memory_utilization), "0.9",
       "INFERD_GPU_MEMORY_UTILIZATION,OPTION_GPU_MEMORY_UTILIZATION", CMD_ALL,
       "--device cuda without --kv-cache-memory: weights, workspace and KV cache fill this share of GPU memory" },
@@ -357,6 +359,8 @@ int config_validate(const struct config *c, char *err, size_t errlen)
     if (c->max_queued_requests < 1) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-queued-requests must be >= 1");
     if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--gpu-memory-utilization must be in (0, 1]");
+    if (strcmp(c->kv_cache_dtype, "auto") && strcmp(c->kv_cache_dtype, "f16") && strcmp(c->kv_cache_dtype, "q8_0"))
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--kv-cache-dtype must be auto, f16 or q8_0");
     if (c->requests < 0 || c->concurrency < 1 || c->concurrency > 4096)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--requests must be >= 0 and --concurrency in [1, 4096]");
     if (c->log_level[0] && log_level_parse(c->log_level) < 0)

@@ -77,6 +77,18 @@ bench_engine)
     expect_ok bench --model "$model" --requests 4 --concurrency 4 --prompt-len 16 --gen-len 4 --kv-cache-memory 8M
     contains "$out" "KV cache"
     ;;
+kv_cache_q8_0)
+    # the q8_0 KV cache through generate (engine) and the offline bench (single-sequence runner)
+    expect_ok generate --model "$model" -n 16 --kv-cache-dtype q8_0 --prompt "$prompt_chat"
+    contains "$out" "Paris"
+    expect_ok bench --model "$model" -r 1 --prompt-len 32 --gen-len 8 --kv-cache-dtype q8_0
+    contains "$out" "decode"
+    expect_ok bench --model "$model" --requests 4 --concurrency 4 --prompt-len 16 --gen-len 4 --kv-cache-memory 8M \
+        --kv-cache-dtype q8_0 --log-level info
+    contains "$err" "q8_0"
+    expect_fail generate --model "$model" --kv-cache-dtype q4_0 --prompt hi
+    contains "$err" "kv-cache-dtype"
+    ;;
 generate_stop)
     expect_ok generate --model "$model" -n 24 --prompt "$prompt_chat" --stop "Paris"
     contains "$err" "finish: stop"

@@ -454,12 +454,12 @@ static void check_kv(struct gc *g)
     for (int i = 0; i < n; i++) slots[i] = i % 7 == 3 ? -1 : (int32_t)(i * 13 + 5) % (n_blocks * bs);
     f16_t *dkc = gc_gpu_upload(g, kc, cache * 2), *dvc = gc_gpu_upload(g, vc, cache * 2);
     float *dk = gc_gpu_upload(g, k, (size_t)n * kv_dim * 4), *dv = gc_gpu_upload(g, v, (size_t)n * kv_dim * 4);
-    g->cpu->ops->kv_store(g->cpu, (struct be_kv_layer){ kc, vc }, k, v, n, kv_dim, slots);
-    g->gpu->ops->kv_store(g->gpu, (struct be_kv_layer){ dkc, dvc }, dk, dv, n, kv_dim, slots);
+    g->cpu->ops->kv_store(g->cpu, (struct be_kv_layer){ kc, vc, KV_F16 }, k, v, n, kv_dim, slots);
+    g->gpu->ops->kv_store(g->gpu, (struct be_kv_layer){ dkc, dvc, KV_F16 }, dk, dv, n, kv_dim, slots);
     /* then copy-on-write of a few blocks, over the stored content */
     int32_t src[5] = { 0, 3, 10, 40, 2 }, dst[5] = { 50, 51, 63, 1, 60 };
-    g->cpu->ops->kv_copy(g->cpu, (struct be_kv_layer){ kc, vc }, src, dst, 5, (size_t)bs * kv_dim);
-    g->gpu->ops->kv_copy(g->gpu, (struct be_kv_layer){ dkc, dvc }, src, dst, 5, (size_t)bs * kv_dim);
+    g->cpu->ops->kv_copy(g->cpu, (struct be_kv_layer){ kc, vc, KV_F16 }, src, dst, 5, (size_t)bs * kv_dim * 2);
+    g->gpu->ops->kv_copy(g->gpu, (struct be_kv_layer){ dkc, dvc, KV_F16 }, src, dst, 5, (size_t)bs * kv_dim * 2);
     int rc;
     f16_t *gk = gc_gpu_download(g, dkc, cache * 2, &rc), *gv = gc_gpu_download(g, dvc, cache * 2, &rc);
     const char *shape = "64 blocks x 16 x 1024, 40 rows, 5 copies";
@@ -556,7 +556,7 @@ static void check_attention_case(struct gc *g, const struct attn_case *ac)
     float *dq = gc_gpu_upload(g, q, qc * 4), *dout = ac->inplace ? dq : gc_gpu_upload(g, NULL, qc * 4);
     a.q = dq;
     a.out = dout;
-    a.kv = (struct be_kv_layer){ dk, dv };
+    a.kv = (struct be_kv_layer){ dk, dv, KV_F16 };
     g->gpu->ops->attention(g->gpu, &a);
     char shape[96];
     snprintf(shape, sizeof shape, "%s h%d/%d d%d bs%d%s", ac->name, ac->n_head, ac->n_head_kv, hd, bs,

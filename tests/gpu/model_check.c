@@ -143,7 +143,7 @@ static int runner_open(struct backend *be, const char *preset, enum qtype t, int
     memset(r, 0, sizeof *r);
     int rc = load(be, preset, t, &r->m);
     if (!rc) rc = model_workspace_init(&r->ws, r->m, max_tokens, max_seqs);
-    if (!rc) rc = kv_cache_init(&r->kv, r->m, blocks, BLOCK);
+    if (!rc) rc = kv_cache_init(&r->kv, r->m, blocks, BLOCK, KV_F16);
     return rc;
 }
 

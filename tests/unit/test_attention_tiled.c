@@ -60,6 +60,17 @@ static size_t ref_slot(const struct cpu_attn_task *t, int p)
     return (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
 }
 
+/* Value i of the cached row at position p (base: the pool at the KV head), as every kernel set reads it. */
+static float ref_kv(const struct cpu_attn_task *t, const uint8_t *base, int p, int i)
+{
+    const uint8_t *row = base + ref_slot(t, p) * t->row_bytes;
+    if (t->dtype == KV_Q8_0) {
+        const block_q8_0 *b = (const block_q8_0 *)row + i / QK8_0;
+        return f16_to_f32(b->d) * (float)b->qs[i % QK8_0];
+    }
+    return f16_to_f32(((const f16_t *)row)[i]);
+}
+
 static void per_row_scalar_attend(const struct cpu_attn_task *t, int n_vis, float *scores)
 {
     int hd = t->head_dim;
@@ -67,7 +78,7 @@ static void per_row_scalar_attend(const struct cpu_attn_task *t, int n_vis, floa
         float *sc = scores + (size_t)g * n_vis, max = -INFINITY;
         for (int p = 0; p < n_vis; p++) {
             float sum = 0;
-            for (int i = 0; i < hd; i++) sum += f16_to_f32(t->k[ref_slot(t, p) * t->kv_dim + i]) * t->q[(size_t)g * hd + i];
+            for (int i = 0; i < hd; i++) sum += ref_kv(t, t->k, p, i) * t->q[(size_t)g * hd + i];
             sc[p] = sum * t->scale;
             if (sc[p] > max) max = sc[p];
         }
@@ -77,7 +88,7 @@ static void per_row_scalar_attend(const struct cpu_attn_task *t, int n_vis, floa
         memset(out, 0, (size_t)hd * sizeof *out);
         for (int p = 0; p < n_vis; p++) {
             float w = f16_to_f32(f32_to_f16(sc[p] * inv));
-            for (int i = 0; i < hd; i++) out[i] += w * f16_to_f32(t->v[ref_slot(t, p) * t->kv_dim + i]);
+            for (int i = 0; i < hd; i++) out[i] += w * ref_kv(t, t->v, p, i);
         }
     }
 }
@@ -139,17 +150,12 @@ AVX2_FN void ref_softmax_to_half(float *sc, int n)
     for (; p < n; p++) sc[p] = f16_to_f32(f32_to_f16(sc[p] * inv));
 }
 
-AVX2_FN void ref_row_to_f32(const f16_t *x, float *y, int n)
-{
-    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-}
-
 AVX2_FN void per_row_avx2_attend(const struct cpu_attn_task *t, int n_vis, float *scores)
 {
     int hd = t->head_dim, G = t->G;
     float row[512];
     for (int p = 0; p < n_vis; p++) {
-        ref_row_to_f32(t->k + ref_slot(t, p) * t->kv_dim, row, hd);
+        for (int i = 0; i < hd; i++) row[i] = ref_kv(t, t->k, p, i);
         for (int g = 0; g < G; g++) scores[(size_t)g * n_vis + p] = ref_dot_f32_chain(row, t->q + (size_t)g * hd, hd) * t->scale;
     }
     for (int g = 0; g < G; g++) {
@@ -157,7 +163,7 @@ AVX2_FN void per_row_avx2_attend(const struct cpu_attn_task *t, int n_vis, float
         memset(t->out + (size_t)g * hd, 0, (size_t)hd * sizeof(float));
     }
     for (int p = 0; p < n_vis; p++) {
-        ref_row_to_f32(t->v + ref_slot(t, p) * t->kv_dim, row, hd);
+        for (int i = 0; i < hd; i++) row[i] = ref_kv(t, t->v, p, i);
         for (int g = 0; g < G; g++) {
             float w = scores[(size_t)g * n_vis + p];
             if (w == 0.f) continue; /* underflowed weights add nothing */
@@ -196,10 +202,29 @@ static void run_kernel(const struct cpu_kernels *k, const struct cpu_attn_task *
     free(t.scores), free(t.tile), free(q);
 }
 
+/* n_rows cached rows of kv_dim random values (center +- spread) stored as
+ * dtype: halves, or Q8_0 blocks quantized as the KV store quantizes them. */
+static uint8_t *random_pool(struct rng *r, size_t n_rows, int kv_dim, enum kv_dtype dtype, float center, float spread)
+{
+    size_t row_bytes = kv_row_bytes(dtype, kv_dim);
+    uint8_t *pool = malloc(n_rows * row_bytes);
+    float *row = malloc((size_t)kv_dim * sizeof *row);
+    for (size_t i = 0; i < n_rows; i++) {
+        for (int d = 0; d < kv_dim; d++) row[d] = center + rand_sym(r, spread);
+        if (dtype == KV_Q8_0) {
+            quant_row_q8_0(row, (block_q8_0 *)(pool + i * row_bytes), kv_dim);
+        } else {
+            for (int d = 0; d < kv_dim; d++) ((f16_t *)(pool + i * row_bytes))[d] = f32_to_f16(row[d]);
+        }
+    }
+    free(row);
+    return pool;
+}
+
 /* A random kernel problem: n_rows rows of G heads against a shuffled paged context. */
 struct problem {
     struct cpu_attn_task full; /* q, n_vis and the KV fields; no out or scratch */
-    f16_t *kc, *vc;
+    uint8_t *kc, *vc;
     int32_t *table;
     float *q;
     int n_vis[16], ctx;
@@ -212,19 +237,17 @@ static void make_problem(struct problem *pb, struct rng *r, int trial)
     int n_kv = rand_int(r, 1, 3), kvh = rand_int(r, 0, n_kv - 1);
     pb->ctx = rand_int(r, 1, trial % 4 == 0 ? 700 : 90);
     int n_blocks = (pb->ctx + bs - 1) / bs, pool_blocks = n_blocks + rand_int(r, 0, 5);
-    size_t pool = (size_t)pool_blocks * bs * n_kv * hd;
+    size_t pool_rows = (size_t)pool_blocks * bs;
+    enum kv_dtype dtype = hd % QK8_0 == 0 && trial % 2 ? KV_Q8_0 : KV_F16; /* every other trial that can */
     /* Three kinds of scores. Peaked: weights that round to zero. Large with a
      * small spread: one rounding step of a score moves its weight across a
      * half rounding boundary often, so a changed summation order shows in the
      * output (with plain scores the half-rounded weights hide it). */
     int peaked = trial % 3 == 0, sensitive = trial % 3 == 1;
-    pb->kc = malloc(pool * sizeof *pb->kc);
-    pb->vc = malloc(pool * sizeof *pb->vc);
-    for (size_t i = 0; i < pool; i++) {
-        pb->kc[i] = f32_to_f16(sensitive ? 1.f + rand_sym(r, 0.05f) : rand_sym(r, 1.f));
-        pb->vc[i] = f32_to_f16(rand_sym(r, 1.f));
-    }
-    if (trial % 5 == 0) pb->vc[rand_int(r, 0, (int)pool - 1)] = 0x7C00; /* +inf: only a zero weight may skip it */
+    pb->kc = random_pool(r, pool_rows, n_kv * hd, dtype, sensitive ? 1.f : 0.f, sensitive ? 0.05f : 1.f);
+    pb->vc = random_pool(r, pool_rows, n_kv * hd, dtype, 0.f, 1.f);
+    if (trial % 5 == 0 && dtype == KV_F16) /* +inf: only a zero weight may skip it */
+        ((f16_t *)pb->vc)[rand_int(r, 0, (int)(pool_rows * n_kv * hd) - 1)] = 0x7C00;
     pb->table = malloc((size_t)n_blocks * sizeof *pb->table);
     shuffled_table(r, pb->table, n_blocks, pool_blocks);
     for (int i = 0; i < n_rows; i++) pb->n_vis[i] = rand_int(r, 1, pb->ctx); /* any order, repeats allowed */
@@ -232,8 +255,10 @@ static void make_problem(struct problem *pb, struct rng *r, int trial)
     for (int i = 0; i < n_rows * G * hd; i++)
         pb->q[i] = f16_to_f32(f32_to_f16(sensitive ? 50.f + rand_sym(r, 40.f) : rand_sym(r, peaked ? 30.f : 1.f)));
     pb->full = (struct cpu_attn_task){ .q = pb->q, .n_rows = n_rows, .G = G, .head_dim = hd, .n_vis = pb->n_vis,
-                                       .k = pb->kc + (size_t)kvh * hd, .v = pb->vc + (size_t)kvh * hd,
-                                       .kv_dim = n_kv * hd, .table = pb->table, .block_size = bs,
+                                       .k = pb->kc + kv_row_bytes(dtype, kvh * hd),
+                                       .v = pb->vc + kv_row_bytes(dtype, kvh * hd),
+                                       .row_bytes = kv_row_bytes(dtype, n_kv * hd), .dtype = dtype,
+                                       .table = pb->table, .block_size = bs,
                                        .scale = 1.f / sqrtf((float)hd) };
 }
 
@@ -327,7 +352,8 @@ struct batch {
     struct batch_plan plan;
 };
 
-static void make_batch(struct backend *be, const struct batch_case *bc, struct rng *r, struct batch *b)
+static void make_batch(struct backend *be, const struct batch_case *bc, enum kv_dtype dtype, struct rng *r,
+                       struct batch *b)
 {
     int pool_blocks = 0;
     b->max_blocks = b->n_tok = 0;
@@ -337,9 +363,14 @@ static void make_batch(struct backend *be, const struct batch_case *bc, struct r
         pool_blocks += nb;
         b->n_tok += bc->seqs[s].q_len;
     }
-    size_t pool = (size_t)pool_blocks * bc->bs * bc->n_head_kv * bc->hd, qd = (size_t)bc->n_head * bc->hd;
-    b->kv = (struct be_kv_layer){ be->ops->alloc(be, pool * 2), be->ops->alloc(be, pool * 2) };
-    for (size_t i = 0; i < pool; i++) b->kv.k[i] = f32_to_f16(rand_sym(r, 1.f)), b->kv.v[i] = f32_to_f16(rand_sym(r, 1.f));
+    size_t pool_rows = (size_t)pool_blocks * bc->bs, qd = (size_t)bc->n_head * bc->hd;
+    size_t bytes = pool_rows * kv_row_bytes(dtype, bc->n_head_kv * bc->hd);
+    uint8_t *k = random_pool(r, pool_rows, bc->n_head_kv * bc->hd, dtype, 0.f, 1.f);
+    uint8_t *v = random_pool(r, pool_rows, bc->n_head_kv * bc->hd, dtype, 0.f, 1.f);
+    b->kv = (struct be_kv_layer){ be->ops->alloc(be, bytes), be->ops->alloc(be, bytes), dtype };
+    memcpy(b->kv.k, k, bytes);
+    memcpy(b->kv.v, v, bytes);
+    free(k), free(v);
     b->table = calloc((size_t)bc->n_seqs * b->max_blocks, sizeof *b->table);
     b->pos = malloc((size_t)b->n_tok * sizeof *b->pos);
     b->query_start[0] = 0;
@@ -375,8 +406,10 @@ static void attend_row_alone(const struct cpu_kernels *k, const struct batch_cas
     for (int i = 0; i < qd; i++) qh[i] = f16_to_f32(f32_to_f16(b->q[(size_t)t * qd + i]));
     for (int h = 0; h < bc->n_head; h++) {
         struct cpu_attn_task one = { .q = qh, .n_rows = 1, .G = bc->n_head, .head_dim = bc->hd, .n_vis = &n_vis,
-                                     .k = b->kv.k + (size_t)(h / G) * bc->hd, .v = b->kv.v + (size_t)(h / G) * bc->hd,
-                                     .kv_dim = bc->n_head_kv * bc->hd, .table = b->table + (size_t)s * b->max_blocks,
+                                     .k = (const uint8_t *)b->kv.k + kv_row_bytes(b->kv.dtype, (h / G) * bc->hd),
+                                     .v = (const uint8_t *)b->kv.v + kv_row_bytes(b->kv.dtype, (h / G) * bc->hd),
+                                     .row_bytes = kv_row_bytes(b->kv.dtype, bc->n_head_kv * bc->hd),
+                                     .dtype = b->kv.dtype, .table = b->table + (size_t)s * b->max_blocks,
                                      .block_size = bc->bs, .scale = 0.125f };
         run_kernel(k, &one, 0, 1, h, 1, ref + (size_t)h * bc->hd, (size_t)qd);
     }
@@ -384,10 +417,11 @@ static void attend_row_alone(const struct cpu_kernels *k, const struct batch_cas
 }
 
 /* Attends one batch through be and checks every row against its heads run alone. */
-static void check_batch(struct backend *be, const char *isa, const struct batch_case *bc, struct rng *r)
+static void check_batch(struct backend *be, const char *isa, const struct batch_case *bc, enum kv_dtype dtype,
+                        struct rng *r)
 {
     struct batch b;
-    make_batch(be, bc, r, &b);
+    make_batch(be, bc, dtype, r, &b);
     struct be_attention a = { .q = b.q, .out = b.out, .kv = b.kv, .n_head = bc->n_head, .n_head_kv = bc->n_head_kv,
                               .head_dim = bc->hd, .block_size = bc->bs, .scale = 0.125f, .plan = &b.plan };
     be->ops->attention(be, &a);
@@ -426,7 +460,10 @@ TEST(cpu_attention_tiled_backend_matches_single_rows)
     for (size_t s = 0; s < sizeof k_isas / sizeof k_isas[0]; s++) {
         struct backend *be = make_backend(k_isas[s], 3);
         if (!be) continue;
-        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) check_batch(be, k_isas[s], &cases[c], &r);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            check_batch(be, k_isas[s], &cases[c], KV_F16, &r);
+            if (cases[c].hd % QK8_0 == 0) check_batch(be, k_isas[s], &cases[c], KV_Q8_0, &r); /* the q8_0 cache too */
+        }
         test_note("%s: every row of %zu batches bit-identical to its single-row result", k_isas[s],
                   sizeof cases / sizeof cases[0]);
         backend_destroy(be);

@@ -23,6 +23,7 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/pool.h"
 #include "inferd/backend.h"
+#include "inferd/model.h"
 #include "inferd/quant.h"
 #include "inferd/rng.h"
 
@@ -237,6 +238,22 @@ struct attn_fixture {
     int n_tokens;
 };
 
+/* Rows of x (n, kv_dim) replaced by the values a cache of dtype holds for them. */
+static void as_cached(float *x, int n, int kv_dim, enum kv_dtype dtype)
+{
+    block_q8_0 *b = malloc((size_t)kv_dim / QK8_0 * sizeof *b);
+    for (int r = 0; r < n; r++) {
+        float *row = x + (size_t)r * kv_dim;
+        if (dtype == KV_Q8_0) {
+            quant_row_q8_0(row, b, kv_dim);
+            ASSERT_OK(dequant_row(QT_Q8_0, b, row, kv_dim));
+        } else {
+            for (int i = 0; i < kv_dim; i++) row[i] = f16_to_f32(f32_to_f16(row[i]));
+        }
+    }
+    free(b);
+}
+
 TEST(cpu_attention_vs_reference)
 {
     struct attn_fixture fx = { .n_head = 4, .n_head_kv = 2, .hd = 64, .bs = 16, .n_blocks = 24, .n_seqs = 3 };
@@ -254,11 +271,13 @@ TEST(cpu_attention_vs_reference)
     for (int s = 0, k = 0; s < 3; s++)
         for (int b = 0; b < 8; b++) fx.table[s][b] = perm[k++];
     int kv_dim = fx.n_head_kv * fx.hd, qd = fx.n_head * fx.hd;
-    size_t pool = (size_t)fx.n_blocks * fx.bs * kv_dim;
-    for (size_t s = 0; s < sizeof k_isas / sizeof k_isas[0]; s++) {
-        struct backend *be = make_backend(k_isas[s], 3);
+    size_t pool_rows = (size_t)fx.n_blocks * fx.bs;
+    for (size_t s = 0; s < 2 * (sizeof k_isas / sizeof k_isas[0]); s++) {
+        enum kv_dtype dtype = s % 2 ? KV_Q8_0 : KV_F16; /* each kernel set with both cache types */
+        struct backend *be = make_backend(k_isas[s / 2], 3);
         if (!be) continue;
-        struct be_kv_layer kv = { be->ops->alloc(be, pool * 2), be->ops->alloc(be, pool * 2) };
+        size_t bytes = pool_rows * kv_row_bytes(dtype, kv_dim);
+        struct be_kv_layer kv = { be->ops->alloc(be, bytes), be->ops->alloc(be, bytes), dtype };
         /* store K/V for every position of every sequence's context */
         int total = 0, row = 0;
         fx.query_start[0] = 0;
@@ -273,6 +292,8 @@ TEST(cpu_attention_vs_reference)
         for (int q = 0, i = 0; q < 3; q++)
             for (int p = 0; p < fx.context_len[q]; p++, i++) slot_all[i] = fx.table[q][p / fx.bs] * fx.bs + p % fx.bs;
         be->ops->kv_store(be, kv, k, v, total, kv_dim, slot_all);
+        as_cached(k, total, kv_dim, dtype);
+        as_cached(v, total, kv_dim, dtype);
         for (int q = 0; q < 3; q++) {
             for (int i = 0; i < q_len[q]; i++) fx.positions[row++] = first_pos[q] + i;
             fx.query_start[q + 1] = row;
@@ -295,7 +316,7 @@ TEST(cpu_attention_vs_reference)
                         double d = 0; /* q and k both at half precision, as the kernel (and llama.cpp) */
                         for (int i = 0; i < fx.hd; i++)
                             d += (double)f16_to_f32(f32_to_f16(qv[t * qd + h * fx.hd + i])) *
-                                 f16_to_f32(f32_to_f16(k[(size_t)(base + p) * kv_dim + kvh * fx.hd + i]));
+                                 k[(size_t)(base + p) * kv_dim + kvh * fx.hd + i];
                         sc[p] = d * 0.125;
                         if (sc[p] > mx) mx = sc[p];
                     }
@@ -304,10 +325,10 @@ TEST(cpu_attention_vs_reference)
                         double ref = 0;
                         for (int p = 0; p < n_vis; p++) /* probabilities rounded to half before weighting V */
                             ref += f16_to_f32(f32_to_f16((float)(sc[p] / sum))) *
-                                   f16_to_f32(f32_to_f16(v[(size_t)(base + p) * kv_dim + kvh * fx.hd + i]));
+                                   v[(size_t)(base + p) * kv_dim + kvh * fx.hd + i];
                         float got = out[t * qd + h * fx.hd + i];
-                        ASSERT_MSG(fabs(got - ref) <= 1e-4, "%s seq %d row %d head %d dim %d: %g vs %g", k_isas[s], q, t, h,
-                                   i, got, ref);
+                        ASSERT_MSG(fabs(got - ref) <= 1e-4, "%s %s cache seq %d row %d head %d dim %d: %g vs %g",
+                                   k_isas[s / 2], kv_dtype_name(dtype), q, t, h, i, got, ref);
                     }
                 }
         free(k), free(v), free(slot_all), free(qv), free(out);

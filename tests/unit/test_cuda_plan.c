@@ -288,8 +288,8 @@ TEST(cuda_plan_graph_padding_is_inert_on_cpu)
     struct model_workspace *ws;
     struct kv_cache *kv_a, *kv_b;
     ASSERT_OK(model_workspace_init(&ws, m, 64, BUCKET));
-    ASSERT_OK(kv_cache_init(&kv_a, m, N * PER, 16));
-    ASSERT_OK(kv_cache_init(&kv_b, m, N * PER, 16));
+    ASSERT_OK(kv_cache_init(&kv_a, m, N * PER, 16, KV_F16));
+    ASSERT_OK(kv_cache_init(&kv_b, m, N * PER, 16, KV_F16));
     const int len[N] = { 5, 33, 17 };
     prefill_seqs(m, ws, kv_a, N, PER, len);
     prefill_seqs(m, ws, kv_b, N, PER, len);

@@ -61,7 +61,7 @@ static struct engine *make_engine(struct fixture *f, int kv_blocks, int budget, 
 {
     struct engine_config c;
     engine_config_default(&c);
-    if (kv_blocks) c.kv_cache_bytes = (size_t)kv_blocks * kv_cache_block_bytes(&f->m->hp, c.block_size);
+    if (kv_blocks) c.kv_cache_bytes = (size_t)kv_blocks * kv_cache_block_bytes(&f->m->hp, c.block_size, KV_F16);
     if (budget) c.max_num_batched_tokens = budget;
     if (max_seqs) c.max_num_seqs = max_seqs;
     if (max_queued) c.max_queued_requests = max_queued;
@@ -208,7 +208,7 @@ TEST(engine_device_memory_plan_sizes_the_pool)
     ASSERT_EQ(st.kv_blocks_total, 40);
     ASSERT_EQ(g_fit.calls, 1);
     ASSERT_NEAR(g_fit.utilization, 0.8, 1e-9);
-    ASSERT_EQ(g_fit.block_bytes, kv_cache_block_bytes(&f.m->hp, c.block_size));
+    ASSERT_EQ(g_fit.block_bytes, kv_cache_block_bytes(&f.m->hp, c.block_size, KV_F16));
     ASSERT_EQ(g_fit.min_blocks, 256 / 16 + 1);
     ASSERT_EQ(g_fit.max_blocks, 4 * (256 / 16));
     engine_destroy(e);
@@ -217,7 +217,7 @@ TEST(engine_device_memory_plan_sizes_the_pool)
     ASSERT_EQ(engine_create(&e, f.m, f.tok, &c, err, sizeof err), IFD_ERR_NOMEM);
     ASSERT(strstr(err, "does not fit"));
 
-    c.kv_cache_bytes = 8 * kv_cache_block_bytes(&f.m->hp, c.block_size);
+    c.kv_cache_bytes = 8 * kv_cache_block_bytes(&f.m->hp, c.block_size, KV_F16);
     ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
     engine_get_stats(e, &st);
     ASSERT_EQ(st.kv_blocks_total, 8);
@@ -520,6 +520,59 @@ TEST(engine_n_choices_share_prompt_blocks)
     ASSERT_MSG(distinct > 0, "four samples at temperature 1 were all identical");
     assert_pool_intact(e);
     engine_destroy(e);
+    fx_free(&f);
+}
+
+/* --kv-cache-dtype q8_0: the same bytes hold ~1.9x the blocks; batching,
+ * preemption and copy-on-write of shared blocks (kv_copy of Q8_0 rows) give
+ * every request its solo output; a backend without the type refuses it. */
+TEST(engine_q8_0_kv_cache)
+{
+    struct fixture f;
+    fx_init(&f);
+    enum { N = 8, GEN = 12 };
+    struct engine_config c;
+    engine_config_default(&c);
+    c.kv_cache_dtype = KV_Q8_0;
+    c.max_model_len = 512;
+    c.max_num_batched_tokens = 64; /* chunked prefill */
+    c.kv_cache_bytes = 16 * kv_cache_block_bytes(&f.m->hp, c.block_size, KV_F16); /* tight: preemptions */
+    struct engine *e;
+    char err[512];
+    ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    ASSERT_EQ(st.kv_blocks_total, (int)(c.kv_cache_bytes / kv_cache_block_bytes(&f.m->hp, c.block_size, KV_Q8_0)));
+    ASSERT(st.kv_blocks_total >= 30); /* the bytes of 16 f16 blocks */
+    static struct result alone[N], together[N], pair;
+    memset(alone, 0, sizeof alone), memset(together, 0, sizeof together), memset(&pair, 0, sizeof pair);
+    struct engine_params p;
+    greedy_params(&p, GEN);
+    for (int i = 0; i < N; i++) drain(submit(e, f.text + 40 * i, 20 + 12 * i, &p), &alone[i]);
+    struct engine_stream *s[N];
+    for (int i = 0; i < N; i++) s[i] = submit(e, f.text + 40 * i, 20 + 12 * i, &p);
+    for (int i = 0; i < N; i++) drain(s[i], &together[i]);
+    for (int i = 0; i < N; i++) assert_same_output(&together[i], &alone[i], "q8_0 cache: batched output differs");
+    /* two greedy choices share the prompt's blocks and copy the partial last one: both equal the solo run */
+    p.n = 2;
+    drain(submit(e, f.text + 40 * 3, 20 + 12 * 3, &p), &pair);
+    ASSERT_EQ(pair.n[1], alone[3].n[0]);
+    ASSERT_MSG(memcmp(pair.ids[1], alone[3].ids[0], (size_t)alone[3].n[0] * 4) == 0, "copied q8_0 block differs");
+    assert_same_output(&pair, &alone[3], "first of two choices differs");
+    assert_pool_intact(e);
+    engine_get_stats(e, &st);
+    test_note("q8_0 cache: %d blocks in the bytes of 16 f16 blocks, %llu preemptions", st.kv_blocks_total,
+              (unsigned long long)st.preemptions);
+    ASSERT_MSG(st.preemptions > 0, "the pool was meant to force preemptions");
+    engine_destroy(e);
+
+    struct backend_ops ops = *f.be->ops;
+    const struct backend_ops *cpu_ops = f.be->ops;
+    ops.kv_dtype_supported = NULL; /* a backend that stores f16 only */
+    f.be->ops = &ops;
+    ASSERT_EQ(engine_create(&e, f.m, f.tok, &c, err, sizeof err), IFD_ERR_UNSUPPORTED);
+    ASSERT_MSG(strstr(err, "q8_0") && strstr(err, "f16 only"), "%s", err);
+    f.be->ops = cpu_ops;
     fx_free(&f);
 }
 

@@ -51,13 +51,15 @@ static struct model *load(struct backend *be, const char *path)
     return m;
 }
 
-/* Runs tokens through one sequence in chunks of `chunk`, writing logits of every position into logits (n, n_vocab). */
-static void run_all_logits(const struct model *m, const int32_t *tokens, int n, int chunk, float *logits)
+/* Runs tokens through one sequence in chunks of `chunk` with a KV cache of
+ * dtype, writing logits of every position into logits (n, n_vocab). */
+static void run_all_logits_kv(const struct model *m, const int32_t *tokens, int n, int chunk, enum kv_dtype dtype,
+                              float *logits)
 {
     struct kv_cache *kv;
     struct model_workspace *ws;
     int n_blocks = (n + 15) / 16;
-    ASSERT_OK(kv_cache_init(&kv, m, n_blocks, 16));
+    ASSERT_OK(kv_cache_init(&kv, m, n_blocks, 16, dtype));
     ASSERT_OK(model_workspace_init(&ws, m, chunk, chunk));
     int32_t *table = malloc((size_t)n_blocks * 4), *pos = malloc((size_t)chunk * 4), *rows = malloc((size_t)chunk * 4);
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i; /* reversed: exercises the block table */
@@ -78,6 +80,11 @@ static void run_all_logits(const struct model *m, const int32_t *tokens, int n, 
     free(table), free(pos), free(rows);
     model_workspace_free(m, ws);
     kv_cache_free(kv);
+}
+
+static void run_all_logits(const struct model *m, const int32_t *tokens, int n, int chunk, float *logits)
+{
+    run_all_logits_kv(m, tokens, n, chunk, KV_F16, logits);
 }
 
 TEST(model_rejects_bad_hparams)
@@ -203,6 +210,42 @@ TEST(model_logits_match_llama_cpp)
     json_decref(g);
 }
 
+/* The q8_0 KV cache (--kv-cache-dtype q8_0) on the teacher text: top-1
+ * agreement with llama.cpp (f16 cache) and with inferd's own f16 cache. */
+TEST(model_q8_0_kv_cache_stays_close)
+{
+    json_t *g = load_json("model/teacher_golden.json");
+    int n;
+    int32_t *ids = json_ids(json_object_get(g, "ids"), &n);
+    json_t *top = json_object_get(g, "top_logits");
+    struct backend *be = cpu();
+    struct model *m = load(be, test_model_path());
+    size_t V = (size_t)m->hp.n_vocab;
+    float *lf = malloc((size_t)n * V * 4), *lq = malloc((size_t)n * V * 4);
+    run_all_logits_kv(m, ids, n, 256, KV_F16, lf);
+    run_all_logits_kv(m, ids, n, 256, KV_Q8_0, lq);
+    int vs_ref = 0, vs_f16 = 0;
+    double max_diff = 0;
+    for (int i = 0; i < n; i++) {
+        int ref_top1 = (int)json_integer_value(json_array_get(json_array_get(json_array_get(top, (size_t)i), 0), 0));
+        int q = sampler_argmax(lq + (size_t)i * V, (int)V);
+        vs_ref += q == ref_top1;
+        vs_f16 += q == sampler_argmax(lf + (size_t)i * V, (int)V);
+        for (size_t k = 0; k < V; k++) {
+            double d = fabs((double)lq[(size_t)i * V + k] - lf[(size_t)i * V + k]);
+            if (d > max_diff) max_diff = d;
+        }
+    }
+    test_note("q8_0 KV cache: top-1 agreement %.1f%% with llama.cpp (f16 cache), %.1f%% with inferd's f16 cache; "
+              "max |logit diff| vs f16 cache %.3f", 100.0 * vs_ref / n, 100.0 * vs_f16 / n, max_diff);
+    ASSERT_MSG(vs_ref >= n * 93 / 100, "q8_0 cache agrees with llama.cpp on only %d/%d", vs_ref, n);
+    ASSERT_MSG(vs_f16 >= n * 93 / 100, "q8_0 cache agrees with the f16 cache on only %d/%d", vs_f16, n);
+    free(lf), free(lq), free(ids);
+    model_free(m);
+    backend_destroy(be);
+    json_decref(g);
+}
+
 TEST(model_greedy_matches_llama_cpp)
 {
     json_t *g = load_json("model/greedy_golden.json");
@@ -218,7 +261,7 @@ TEST(model_greedy_matches_llama_cpp)
         json_t *gaps = json_object_get(pr, "top2_gap");
         fa_identical += json_integer_value(json_object_get(pr, "flash_attn_first_diff")) < 0;
         struct seq_runner sr;
-        ASSERT_OK(seq_runner_init(&sr, m, np + ng, 64));
+        ASSERT_OK(seq_runner_init(&sr, m, np + ng, 64, KV_F16));
         ASSERT_OK(seq_runner_feed(&sr, prompt, np));
         int first_diff = -1;
         for (int i = 0; i < ng; i++) {

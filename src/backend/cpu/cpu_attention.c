@@ -105,11 +105,18 @@ static void store_rows(void *arg, int ith, int nth)
     struct store_job *j = arg;
     int64_t lo, hi;
     cpu_split(j->n, ith, nth, &lo, &hi);
+    size_t row_bytes = kv_row_bytes(j->kv.dtype, j->kv_dim);
     for (int64_t t = lo; t < hi; t++) {
         if (j->slots[t] < 0) continue;
-        size_t off = (size_t)j->slots[t] * j->kv_dim;
-        j->c->k->to_f16(j->k + t * j->kv_dim, j->kv.k + off, j->kv_dim);
-        j->c->k->to_f16(j->v + t * j->kv_dim, j->kv.v + off, j->kv_dim);
+        uint8_t *k = (uint8_t *)j->kv.k + (size_t)j->slots[t] * row_bytes;
+        uint8_t *v = (uint8_t *)j->kv.v + (size_t)j->slots[t] * row_bytes;
+        if (j->kv.dtype == KV_Q8_0) { /* GGUF's Q8_0 rounding, as llama.cpp's q8_0 cache */
+            quant_row_q8_0(j->k + t * j->kv_dim, (block_q8_0 *)k, j->kv_dim);
+            quant_row_q8_0(j->v + t * j->kv_dim, (block_q8_0 *)v, j->kv_dim);
+        } else {
+            j->c->k->to_f16(j->k + t * j->kv_dim, (f16_t *)k, j->kv_dim);
+            j->c->k->to_f16(j->v + t * j->kv_dim, (f16_t *)v, j->kv_dim);
+        }
     }
 }
 
@@ -180,7 +187,8 @@ static void attn_rows(void *arg, int ith, int nth)
     float *q = j->scratch + (size_t)ith * j->scratch_per_worker;
     struct cpu_attn_task t = {
         .q = q, .out_stride = (size_t)a->n_head * hd, .G = G, .head_dim = hd, .n_vis = n_vis,
-        .kv_dim = a->n_head_kv * hd, .block_size = a->block_size, .scale = a->scale,
+        .row_bytes = kv_row_bytes(a->kv.dtype, a->n_head_kv * hd), .dtype = a->kv.dtype,
+        .block_size = a->block_size, .scale = a->scale,
         .scores = q + j->q_floats, .tile = q + j->q_floats + j->score_floats,
     };
     for (;;) {
@@ -190,8 +198,8 @@ static void attn_rows(void *arg, int ith, int nth)
         /* last chunks first: they see the most context, and the short ones then even out the workers' ends */
         item_rows(p, j->n_chunks - 1 - item / a->n_head_kv, &seq, &r0, &r1);
         int h0 = kvh * G;
-        t.k = a->kv.k + (size_t)kvh * hd;
-        t.v = a->kv.v + (size_t)kvh * hd;
+        t.k = (const uint8_t *)a->kv.k + kv_row_bytes(a->kv.dtype, kvh * hd);
+        t.v = (const uint8_t *)a->kv.v + kv_row_bytes(a->kv.dtype, kvh * hd);
         t.table = p->block_tables + (size_t)seq * p->max_blocks;
         for (int row = r0; row < r1; row += t.n_rows) {
             t.n_rows = r1 - row < j->rows_per_call ? r1 - row : j->rows_per_call;
@@ -289,8 +297,10 @@ static int attend_phased(struct cpu_ctx *c, const struct be_attention *a, int64_
         struct cpu_attn_task *t = &j.tasks[i];
         *t = (struct cpu_attn_task){
             .q = f + (size_t)i * per_task_max, .out_stride = (size_t)a->n_head * hd, .n_rows = r1 - r0, .G = G,
-            .head_dim = hd, .n_vis = n_vis + i * QUERY_CHUNK, .k = a->kv.k + (size_t)kvh * hd,
-            .v = a->kv.v + (size_t)kvh * hd, .kv_dim = a->n_head_kv * hd,
+            .head_dim = hd, .n_vis = n_vis + i * QUERY_CHUNK,
+            .k = (const uint8_t *)a->kv.k + kv_row_bytes(a->kv.dtype, kvh * hd),
+            .v = (const uint8_t *)a->kv.v + kv_row_bytes(a->kv.dtype, kvh * hd),
+            .row_bytes = kv_row_bytes(a->kv.dtype, a->n_head_kv * hd), .dtype = a->kv.dtype,
             .table = p->block_tables + (size_t)seq * p->max_blocks, .block_size = a->block_size, .scale = a->scale,
             .out = a->out + (size_t)r0 * a->n_head * hd + (size_t)kvh * G * hd,
         };

@@ -194,14 +194,20 @@ static void cpu_rms_norm(struct backend *be, const float *x, const float *w, flo
 }
 
 static void cpu_kv_copy(struct backend *be, struct be_kv_layer kv, const int32_t *src, const int32_t *dst, int n,
-                        size_t block_elems)
+                        size_t block_bytes)
 {
     (void)be;
-    size_t bytes = block_elems * sizeof(f16_t);
+    uint8_t *k = kv.k, *v = kv.v;
     for (int i = 0; i < n; i++) {
-        memcpy(kv.k + (size_t)dst[i] * block_elems, kv.k + (size_t)src[i] * block_elems, bytes);
-        memcpy(kv.v + (size_t)dst[i] * block_elems, kv.v + (size_t)src[i] * block_elems, bytes);
+        memcpy(k + (size_t)dst[i] * block_bytes, k + (size_t)src[i] * block_bytes, block_bytes);
+        memcpy(v + (size_t)dst[i] * block_bytes, v + (size_t)src[i] * block_bytes, block_bytes);
     }
+}
+
+static int cpu_kv_dtype_supported(struct backend *be, enum kv_dtype t)
+{
+    (void)be;
+    return t == KV_F16 || t == KV_Q8_0;
 }
 
 static void cpu_gather_rows(struct backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst)
@@ -238,6 +244,7 @@ static const struct backend_ops cpu_ops = {
     .ffn_swiglu = cpu_ffn_swiglu,
     .rope = cpu_rope,
     .kv_store = cpu_kv_store,
+    .kv_dtype_supported = cpu_kv_dtype_supported,
     .attention = cpu_attention,
     .kv_copy = cpu_kv_copy,
     .gather_rows = cpu_gather_rows,

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inferd/backend.h"
 #include "inferd/quant.h"
 
 enum cpu_layout { CPU_LAYOUT_ROWS = 0, CPU_LAYOUT_X8 = 1 };
@@ -57,8 +58,9 @@ struct cpu_attn_task {
     size_t out_stride;
     int n_rows, G, head_dim;
     const int *n_vis;        /* (n_rows) visible context length of each row, >= 1 */
-    const f16_t *k, *v;      /* this layer's pool, already offset to the KV head */
-    int kv_dim;              /* halves between consecutive slots */
+    const uint8_t *k, *v;    /* this layer's pool, already offset to the KV head */
+    size_t row_bytes;        /* bytes between consecutive slots (kv_row_bytes of the pool) */
+    enum kv_dtype dtype;     /* f16 values, or Q8_0 blocks of 32 */
     const int32_t *table;    /* the sequence's block table */
     int block_size;
     float scale;

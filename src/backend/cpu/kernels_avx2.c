@@ -402,38 +402,55 @@ static void softmax_to_half(float *sc, int n)
 
 /* Walks positions in order through the block table without dividing per row. */
 struct kv_cursor {
-    const f16_t *base; /* the pool at the KV head */
-    int block, off;    /* position = block * block_size + off */
+    const uint8_t *base; /* the pool at the KV head */
+    int block, off;      /* position = block * block_size + off */
 };
 
-ALWAYS_INLINE struct kv_cursor kv_at(const struct cpu_attn_task *t, const f16_t *base, int p)
+ALWAYS_INLINE struct kv_cursor kv_at(const struct cpu_attn_task *t, const uint8_t *base, int p)
 {
     return (struct kv_cursor){ base, p / t->block_size, p % t->block_size };
 }
 
 /* The cursor's row, then the cursor moves to the next position. */
-ALWAYS_INLINE const f16_t *kv_next(const struct cpu_attn_task *t, struct kv_cursor *c)
+ALWAYS_INLINE const uint8_t *kv_next(const struct cpu_attn_task *t, struct kv_cursor *c)
 {
-    const f16_t *row = c->base + ((size_t)t->table[c->block] * t->block_size + c->off) * t->kv_dim;
+    const uint8_t *row = c->base + ((size_t)t->table[c->block] * t->block_size + c->off) * t->row_bytes;
     if (++c->off == t->block_size) c->off = 0, c->block++;
     return row;
+}
+
+/* Dims [d, d + 8) of a cached row as floats (d a multiple of 8). A Q8_0 value
+ * is its block's half scale times the int8, as ggml dequantizes it. */
+ALWAYS_INLINE __m256 kv_load8(const uint8_t *row, int d, enum kv_dtype dtype)
+{
+    if (dtype == KV_Q8_0) {
+        const block_q8_0 *b = (const block_q8_0 *)row + d / QK8_0;
+        __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + d % QK8_0))));
+        return _mm256_mul_ps(_mm256_set1_ps(half_to_f32(b->d)), q);
+    }
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + (size_t)d * 2)));
+}
+
+/* Prefetches the bytes of dims [d0, d0 + w) of a cached row. */
+ALWAYS_INLINE void kv_prefetch(const uint8_t *row, int d0, int w, enum kv_dtype dtype)
+{
+    size_t from = (size_t)d0 * 2, to = (size_t)(d0 + w) * 2;
+    if (dtype == KV_Q8_0)
+        from = (size_t)(d0 / QK8_0) * sizeof(block_q8_0), to = (size_t)((d0 + w + QK8_0 - 1) / QK8_0) * sizeof(block_q8_0);
+    for (size_t off = from; off < to; off += 64) _mm_prefetch((const char *)row + off, _MM_HINT_T0);
 }
 
 /* Converts dims [d0, d0 + w) of V rows [p0, p0 + n) to float rows of
  * t->tile (w apart), zeroing the rest of the last 8-row group. The cache is
  * streamed once per tile, so rows are prefetched ahead, up to end (the last
  * position any row sees). */
-static void load_tile(const struct cpu_attn_task *t, const f16_t *base, int p0, int n, int end, int d0, int w)
+static void load_tile(const struct cpu_attn_task *t, const uint8_t *base, int p0, int n, int end, int d0, int w)
 {
     struct kv_cursor at = kv_at(t, base, p0), ahead = kv_at(t, base, p0 + ATTN_PREFETCH_ROWS);
     for (int j = 0; j < n; j++) {
-        if (p0 + j + ATTN_PREFETCH_ROWS < end) {
-            const char *row = (const char *)(kv_next(t, &ahead) + d0);
-            for (int off = 0; off < w * 2; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
-        }
-        const f16_t *src = kv_next(t, &at) + d0;
-        for (int i = 0; i < w; i += 8)
-            _mm256_storeu_ps(t->tile + (size_t)j * w + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+        if (p0 + j + ATTN_PREFETCH_ROWS < end) kv_prefetch(kv_next(t, &ahead), d0, w, t->dtype);
+        const uint8_t *src = kv_next(t, &at);
+        for (int i = 0; i < w; i += 8) _mm256_storeu_ps(t->tile + (size_t)j * w + i, kv_load8(src, d0 + i, t->dtype));
     }
     int padded = (n + 7) & ~7;
     memset(t->tile + (size_t)n * w, 0, (size_t)(padded - n) * w * sizeof(float));
@@ -468,19 +485,15 @@ static void load_k_tile(const struct cpu_attn_task *t, int p0, int n, int end, i
     int hd = t->head_dim;
     struct kv_cursor at = kv_at(t, t->k, p0), ahead = kv_at(t, t->k, p0 + ATTN_PREFETCH_ROWS);
     for (int j0 = 0; j0 < tr; j0 += 8) {
-        const f16_t *rows[8];
+        const uint8_t *rows[8];
         for (int r = 0; r < 8; r++) {
             int p = p0 + j0 + r;
             rows[r] = j0 + r < n ? kv_next(t, &at) : NULL;
-            if (j0 + r < n && p + ATTN_PREFETCH_ROWS < end) {
-                const char *pf = (const char *)kv_next(t, &ahead);
-                for (int off = 0; off < hd * 2; off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
-            }
+            if (j0 + r < n && p + ATTN_PREFETCH_ROWS < end) kv_prefetch(kv_next(t, &ahead), 0, hd, t->dtype);
         }
         for (int d0 = 0; d0 < hd; d0 += 8) {
             __m256 v[8];
-            for (int r = 0; r < 8; r++)
-                v[r] = rows[r] ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rows[r] + d0))) : _mm256_setzero_ps();
+            for (int r = 0; r < 8; r++) v[r] = rows[r] ? kv_load8(rows[r], d0, t->dtype) : _mm256_setzero_ps();
             transpose8(v);
             for (int i = 0; i < 8; i++) _mm256_storeu_ps(t->tile + (size_t)(d0 + i) * tr + j0, v[i]);
         }

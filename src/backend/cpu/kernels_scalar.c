@@ -138,10 +138,17 @@ CPU_DEFINE_ROWS_GEMM(gemm_bf16, bf16_t, float, 1, dot_bf16w)
 /* ---- attention ---- */
 
 /* Converts position p's K or V row (base: the pool at the KV head) to float. */
-static void load_row(const struct cpu_attn_task *t, const f16_t *base, int p, float *row)
+static void load_row(const struct cpu_attn_task *t, const uint8_t *base, int p, float *row)
 {
     size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    for (int i = 0; i < t->head_dim; i++) row[i] = f16_to_f32(base[slot * t->kv_dim + i]);
+    const uint8_t *src = base + slot * t->row_bytes;
+    if (t->dtype == KV_Q8_0) {
+        const block_q8_0 *b = (const block_q8_0 *)src;
+        for (int i = 0; i < t->head_dim; i++) row[i] = f16_to_f32(b[i / QK8_0].d) * (float)b[i / QK8_0].qs[i % QK8_0];
+    } else {
+        const f16_t *h = (const f16_t *)src;
+        for (int i = 0; i < t->head_dim; i++) row[i] = f16_to_f32(h[i]);
+    }
 }
 
 /* In place: scores -> exp against the max, sum in double, weights rounded to half. */

@@ -433,8 +433,9 @@ static void cu_kv_store(struct backend *be, struct be_kv_layer kv, const float *
 }
 
 static void cu_kv_copy(struct backend *be, struct be_kv_layer kv, const int32_t *src, const int32_t *dst, int n,
-                       size_t block_elems)
+                       size_t block_bytes)
 {
+    size_t block_elems = block_bytes / sizeof(uint16_t); /* the CUDA cache is f16 (no kv_dtype_supported) */
     struct cuda_ctx *c = cuda_ctx(be);
     cuda_enter(c);
     if (n <= 0) return;
