@@ -419,16 +419,25 @@ ALWAYS_INLINE const uint8_t *kv_next(const struct cpu_attn_task *t, struct kv_cu
     return row;
 }
 
-/* Dims [d, d + 8) of a cached row as floats (d a multiple of 8). A Q8_0 value
- * is its block's half scale times the int8, as ggml dequantizes it. */
-ALWAYS_INLINE __m256 kv_load8(const uint8_t *row, int d, enum kv_dtype dtype)
+/* Dims [d, d + 8) of an f16 row as floats (d a multiple of 8). */
+ALWAYS_INLINE __m256 f16_load8(const uint8_t *row, int d)
 {
-    if (dtype == KV_Q8_0) {
-        const block_q8_0 *b = (const block_q8_0 *)row + d / QK8_0;
-        __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + d % QK8_0))));
-        return _mm256_mul_ps(_mm256_set1_ps(half_to_f32(b->d)), q);
-    }
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + (size_t)d * 2)));
+}
+
+/* The broadcast scale of the Q8_0 block holding dim d of a row. */
+ALWAYS_INLINE __m256 q8_scale(const uint8_t *row, int d)
+{
+    return _mm256_set1_ps(half_to_f32(((const block_q8_0 *)row)[d / QK8_0].d));
+}
+
+/* Dims [d, d + 8) of a Q8_0 row as floats: the block's half scale times the
+ * int8, as ggml dequantizes it. The caller hoists the scale per block. */
+ALWAYS_INLINE __m256 q8_load8(const uint8_t *row, int d, __m256 scale)
+{
+    const block_q8_0 *b = (const block_q8_0 *)row + d / QK8_0;
+    __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + d % QK8_0))));
+    return _mm256_mul_ps(scale, q);
 }
 
 /* Prefetches the bytes of dims [d0, d0 + w) of a cached row. */
@@ -450,7 +459,16 @@ static void load_tile(const struct cpu_attn_task *t, const uint8_t *base, int p0
     for (int j = 0; j < n; j++) {
         if (p0 + j + ATTN_PREFETCH_ROWS < end) kv_prefetch(kv_next(t, &ahead), d0, w, t->dtype);
         const uint8_t *src = kv_next(t, &at);
-        for (int i = 0; i < w; i += 8) _mm256_storeu_ps(t->tile + (size_t)j * w + i, kv_load8(src, d0 + i, t->dtype));
+        float *dst = t->tile + (size_t)j * w;
+        if (t->dtype == KV_Q8_0) {
+            __m256 sc = q8_scale(src, d0);
+            for (int i = 0; i < w; i += 8) {
+                if (i && (d0 + i) % QK8_0 == 0) sc = q8_scale(src, d0 + i);
+                _mm256_storeu_ps(dst + i, q8_load8(src, d0 + i, sc));
+            }
+        } else {
+            for (int i = 0; i < w; i += 8) _mm256_storeu_ps(dst + i, f16_load8(src, d0 + i));
+        }
     }
     int padded = (n + 7) & ~7;
     memset(t->tile + (size_t)n * w, 0, (size_t)(padded - n) * w * sizeof(float));
@@ -491,9 +509,17 @@ static void load_k_tile(const struct cpu_attn_task *t, int p0, int n, int end, i
             rows[r] = j0 + r < n ? kv_next(t, &at) : NULL;
             if (j0 + r < n && p + ATTN_PREFETCH_ROWS < end) kv_prefetch(kv_next(t, &ahead), 0, hd, t->dtype);
         }
+        __m256 sc[8];
+        for (int r = 0; r < 8; r++) sc[r] = _mm256_setzero_ps();
         for (int d0 = 0; d0 < hd; d0 += 8) {
             __m256 v[8];
-            for (int r = 0; r < 8; r++) v[r] = rows[r] ? kv_load8(rows[r], d0, t->dtype) : _mm256_setzero_ps();
+            if (t->dtype == KV_Q8_0) {
+                if (d0 % QK8_0 == 0) /* one scale per row and block */
+                    for (int r = 0; r < 8; r++) sc[r] = rows[r] ? q8_scale(rows[r], d0) : _mm256_setzero_ps();
+                for (int r = 0; r < 8; r++) v[r] = rows[r] ? q8_load8(rows[r], d0, sc[r]) : _mm256_setzero_ps();
+            } else {
+                for (int r = 0; r < 8; r++) v[r] = rows[r] ? f16_load8(rows[r], d0) : _mm256_setzero_ps();
+            }
             transpose8(v);
             for (int i = 0; i < 8; i++) _mm256_storeu_ps(t->tile + (size_t)(d0 + i) * tr + j0, v[i]);
         }
