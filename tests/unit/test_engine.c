@@ -530,20 +530,20 @@ TEST(engine_q8_0_kv_cache)
 {
     struct fixture f;
     fx_init(&f);
-    enum { N = 8, GEN = 12 };
+    enum { N = 8, GEN = 24 };
     struct engine_config c;
     engine_config_default(&c);
     c.kv_cache_dtype = KV_Q8_0;
     c.max_model_len = 512;
     c.max_num_batched_tokens = 64; /* chunked prefill */
-    c.kv_cache_bytes = 16 * kv_cache_block_bytes(&f.m->hp, c.block_size, KV_F16); /* tight: preemptions */
+    c.kv_cache_bytes = 12 * kv_cache_block_bytes(&f.m->hp, c.block_size, KV_F16); /* ~40 blocks wanted: preemptions */
     struct engine *e;
     char err[512];
     ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
     struct engine_stats st;
     engine_get_stats(e, &st);
     ASSERT_EQ(st.kv_blocks_total, (int)(c.kv_cache_bytes / kv_cache_block_bytes(&f.m->hp, c.block_size, KV_Q8_0)));
-    ASSERT(st.kv_blocks_total >= 30); /* the bytes of 16 f16 blocks */
+    ASSERT(st.kv_blocks_total >= 22); /* the bytes of 12 f16 blocks */
     static struct result alone[N], together[N], pair;
     memset(alone, 0, sizeof alone), memset(together, 0, sizeof together), memset(&pair, 0, sizeof pair);
     struct engine_params p;
@@ -561,7 +561,7 @@ TEST(engine_q8_0_kv_cache)
     assert_same_output(&pair, &alone[3], "first of two choices differs");
     assert_pool_intact(e);
     engine_get_stats(e, &st);
-    test_note("q8_0 cache: %d blocks in the bytes of 16 f16 blocks, %llu preemptions", st.kv_blocks_total,
+    test_note("q8_0 cache: %d blocks in the bytes of 12 f16 blocks, %llu preemptions", st.kv_blocks_total,
               (unsigned long long)st.preemptions);
     ASSERT_MSG(st.preemptions > 0, "the pool was meant to force preemptions");
     engine_destroy(e);
