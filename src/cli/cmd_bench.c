@@ -70,11 +70,13 @@ static int bench(const struct config *c, struct cli_runtime *rt)
     int32_t *tokens = malloc((size_t)(need + 1) * sizeof *tokens);
     double *pp = malloc((size_t)reps * sizeof *pp), *tg = malloc((size_t)reps * sizeof *tg);
     struct seq_runner sr;
-    int rc = (!tokens || !pp || !tg) ? IFD_ERR_NOMEM : seq_runner_init(&sr, rt->model, n_ctx, c->max_num_batched_tokens, cli_kv_dtype(c));
+    char why[256] = "";
+    int rc = (!tokens || !pp || !tg) ? ifd_fail(why, sizeof why, IFD_ERR_NOMEM, "out of memory")
+                                     : kv_cache_check_dtype(rt->model, cli_kv_dtype(c), why, sizeof why);
+    if (!rc && (rc = seq_runner_init(&sr, rt->model, n_ctx, c->max_num_batched_tokens, cli_kv_dtype(c))))
+        snprintf(why, sizeof why, "%s", ifd_strerror(rc));
     if (rc) {
-        char why[256] = "";
-        if (rc == IFD_ERR_UNSUPPORTED) kv_cache_check_dtype(rt->model, cli_kv_dtype(c), why, sizeof why);
-        fprintf(stderr, "inferd: %s%s%s\n", ifd_strerror(rc), why[0] ? ": " : "", why);
+        fprintf(stderr, "inferd: %s\n", why);
         free(tokens), free(pp), free(tg);
         return 1;
     }

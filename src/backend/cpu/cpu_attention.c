@@ -130,6 +130,16 @@ void cpu_kv_store(struct backend *be, struct be_kv_layer kv, const float *k, con
 
 /* ---- attention ---- */
 
+/* Points t at KV head kvh of the layer's pools, in their element type. */
+static void task_kv(struct cpu_attn_task *t, const struct be_attention *a, int kvh)
+{
+    size_t head = kv_row_bytes(a->kv.dtype, kvh * a->head_dim);
+    t->k = (const uint8_t *)a->kv.k + head;
+    t->v = (const uint8_t *)a->kv.v + head;
+    t->row_bytes = kv_row_bytes(a->kv.dtype, a->n_head_kv * a->head_dim);
+    t->dtype = a->kv.dtype;
+}
+
 /* Floats of scores one worker keeps (2 MiB): a tile of 16 rows x 3 heads fits
  * up to ~11k positions; longer contexts are attended in fewer rows per call,
  * never fewer than one row (all of whose heads' scores the kernel needs). */
@@ -187,7 +197,6 @@ static void attn_rows(void *arg, int ith, int nth)
     float *q = j->scratch + (size_t)ith * j->scratch_per_worker;
     struct cpu_attn_task t = {
         .q = q, .out_stride = (size_t)a->n_head * hd, .G = G, .head_dim = hd, .n_vis = n_vis,
-        .row_bytes = kv_row_bytes(a->kv.dtype, a->n_head_kv * hd), .dtype = a->kv.dtype,
         .block_size = a->block_size, .scale = a->scale,
         .scores = q + j->q_floats, .tile = q + j->q_floats + j->score_floats,
     };
@@ -198,8 +207,7 @@ static void attn_rows(void *arg, int ith, int nth)
         /* last chunks first: they see the most context, and the short ones then even out the workers' ends */
         item_rows(p, j->n_chunks - 1 - item / a->n_head_kv, &seq, &r0, &r1);
         int h0 = kvh * G;
-        t.k = (const uint8_t *)a->kv.k + kv_row_bytes(a->kv.dtype, kvh * hd);
-        t.v = (const uint8_t *)a->kv.v + kv_row_bytes(a->kv.dtype, kvh * hd);
+        task_kv(&t, a, kvh);
         t.table = p->block_tables + (size_t)seq * p->max_blocks;
         for (int row = r0; row < r1; row += t.n_rows) {
             t.n_rows = r1 - row < j->rows_per_call ? r1 - row : j->rows_per_call;
@@ -297,13 +305,10 @@ static int attend_phased(struct cpu_ctx *c, const struct be_attention *a, int64_
         struct cpu_attn_task *t = &j.tasks[i];
         *t = (struct cpu_attn_task){
             .q = f + (size_t)i * per_task_max, .out_stride = (size_t)a->n_head * hd, .n_rows = r1 - r0, .G = G,
-            .head_dim = hd, .n_vis = n_vis + i * QUERY_CHUNK,
-            .k = (const uint8_t *)a->kv.k + kv_row_bytes(a->kv.dtype, kvh * hd),
-            .v = (const uint8_t *)a->kv.v + kv_row_bytes(a->kv.dtype, kvh * hd),
-            .row_bytes = kv_row_bytes(a->kv.dtype, a->n_head_kv * hd), .dtype = a->kv.dtype,
-            .table = p->block_tables + (size_t)seq * p->max_blocks, .block_size = a->block_size, .scale = a->scale,
+            .head_dim = hd, .n_vis = n_vis + i * QUERY_CHUNK, .table = p->block_tables + (size_t)seq * p->max_blocks, .block_size = a->block_size, .scale = a->scale,
             .out = a->out + (size_t)r0 * a->n_head * hd + (size_t)kvh * G * hd,
         };
+        task_kv(t, a, kvh);
         load_queries(c, a, t, seq, r0, kvh * G, (float *)t->q, (int *)t->n_vis);
         t->scores = (float *)t->q + (size_t)t->n_rows * G * hd;
         if (t->n_rows * G > j.max_pairs) j.max_pairs = t->n_rows * G;

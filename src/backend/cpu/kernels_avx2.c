@@ -453,9 +453,9 @@ ALWAYS_INLINE void kv_prefetch(const uint8_t *row, int d0, int w, enum kv_dtype 
  * t->tile (w apart), zeroing the rest of the last 8-row group. The cache is
  * streamed once per tile, so rows are prefetched ahead, up to end (the last
  * position any row sees). */
-static void load_tile(const struct cpu_attn_task *t, const uint8_t *base, int p0, int n, int end, int d0, int w)
+static void load_v_tile(const struct cpu_attn_task *t, int p0, int n, int end, int d0, int w)
 {
-    struct kv_cursor at = kv_at(t, base, p0), ahead = kv_at(t, base, p0 + ATTN_PREFETCH_ROWS);
+    struct kv_cursor at = kv_at(t, t->v, p0), ahead = kv_at(t, t->v, p0 + ATTN_PREFETCH_ROWS);
     for (int j = 0; j < n; j++) {
         if (p0 + j + ATTN_PREFETCH_ROWS < end) kv_prefetch(kv_next(t, &ahead), d0, w, t->dtype);
         const uint8_t *src = kv_next(t, &at);
@@ -654,7 +654,7 @@ static void avx2_attn_values(const struct cpu_attn_task *t, int d0, int d1)
     size_t stride = cpu_attn_score_stride(max_vis);
     for (int p0 = 0; p0 < max_vis; p0 += tile_rows) {
         int n = max_vis - p0 < tile_rows ? max_vis - p0 : tile_rows;
-        load_tile(t, t->v, p0, n, max_vis, d0, w);
+        load_v_tile(t, p0, n, max_vis, d0, w);
         tile_values(t, p0, n, stride, d0, w);
     }
 }
