@@ -141,6 +141,25 @@ static void greedy_params(struct engine_params *p, int max_tokens)
     p->max_tokens = max_tokens;
 }
 
+/* Runs n requests on e: request i is prompt f->text + start[i] of len[i]
+ * tokens with params p (max_tokens gen[i] when gen is given), one at a time,
+ * or all submitted before any is drained; results in out[i]. */
+static void run_requests(struct fixture *f, struct engine *e, int n, const int *start, const int *len, const int *gen,
+                         const struct engine_params *p, bool together, struct result *out)
+{
+    struct engine_stream **s = malloc((size_t)n * sizeof *s);
+    ASSERT(s);
+    struct engine_params q = *p;
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        if (gen) q.max_tokens = gen[i];
+        s[i] = submit(e, f->text + start[i], len[i], &q);
+        if (!together) drain(s[i], &out[i]);
+    }
+    for (int i = 0; together && i < n; i++) drain(s[i], &out[i]);
+    free(s);
+}
+
 /* got's first choice has exactly want's tokens (what), with want's finish reason. */
 static void assert_same_output(const struct result *got, const struct result *want, const char *what)
 {
@@ -290,17 +309,15 @@ TEST(engine_padded_decode_steps_keep_outputs)
 {
     struct fixture f;
     fx_init(&f);
-    enum { N = 11, GEN = 4 };
+    enum { N = 11 };
     static struct result alone[N], padded[N];
-    memset(alone, 0, sizeof alone);
-    memset(padded, 0, sizeof padded);
+    int start[N], len[N], gen[N];
+    for (int i = 0; i < N; i++)
+        start[i] = 50 * i, len[i] = 5 + 9 * i, gen[i] = 4 + 2 * i; /* finishing one by one: every bucket down to 1 */
     struct engine_params p;
-    greedy_params(&p, GEN);
+    greedy_params(&p, 4);
     struct engine *e = make_engine(&f, 0, 0, 0, 0, false);
-    for (int i = 0; i < N; i++) {
-        p.max_tokens = GEN + 2 * i; /* finishing one by one: the batch shrinks through every bucket */
-        drain(submit(e, f.text + 50 * i, 5 + 9 * i, &p), &alone[i]);
-    }
+    run_requests(&f, e, N, start, len, gen, &p, false, alone);
     engine_destroy(e);
 
     struct backend_ops ops = *f.be->ops;
@@ -312,12 +329,7 @@ TEST(engine_padded_decode_steps_keep_outputs)
     memset(&g_hook, 0, sizeof g_hook);
     e = make_engine(&f, 0, 0, 16, 0, false);
     ASSERT_EQ(g_hook.host_allocs, 1);
-    struct engine_stream *s[N];
-    for (int i = 0; i < N; i++) {
-        p.max_tokens = GEN + 2 * i;
-        s[i] = submit(e, f.text + 50 * i, 5 + 9 * i, &p);
-    }
-    for (int i = 0; i < N; i++) drain(s[i], &padded[i]);
+    run_requests(&f, e, N, start, len, gen, &p, true, padded);
     for (int i = 0; i < N; i++) assert_same_output(&padded[i], &alone[i], "output differs when decode steps are padded");
     assert_pool_intact(e);
     engine_destroy(e);
@@ -336,8 +348,6 @@ TEST(engine_batch_invariance_with_preemption)
     fx_init(&f);
     enum { N = 32, GEN = 16 };
     static struct result alone[N], together[N];
-    memset(alone, 0, sizeof alone);
-    memset(together, 0, sizeof together);
     int start[N], len[N];
     for (int i = 0; i < N; i++) {
         start[i] = (i * 37) % (f.n_text - 200);
@@ -346,15 +356,13 @@ TEST(engine_batch_invariance_with_preemption)
     struct engine_params p;
     greedy_params(&p, GEN);
     struct engine *e = make_engine(&f, 0, 0, 0, 0, false);
-    for (int i = 0; i < N; i++) drain(submit(e, f.text + start[i], len[i], &p), &alone[i]);
+    run_requests(&f, e, N, start, len, NULL, &p, false, alone);
     assert_pool_intact(e);
     engine_destroy(e);
 
     /* 24 blocks for ~170 blocks of demand, 48-token steps: chunked prefill and preemption */
     e = make_engine(&f, 24, 48, 32, 64, true);
-    struct engine_stream *s[N];
-    for (int i = 0; i < N; i++) s[i] = submit(e, f.text + start[i], len[i], &p);
-    for (int i = 0; i < N; i++) drain(s[i], &together[i]);
+    run_requests(&f, e, N, start, len, NULL, &p, true, together);
     for (int i = 0; i < N; i++) assert_same_output(&together[i], &alone[i], "batched output differs from its solo run");
     struct engine_stats st;
     assert_pool_intact(e);
@@ -545,17 +553,17 @@ TEST(engine_q8_0_kv_cache)
     ASSERT_EQ(st.kv_blocks_total, (int)(c.kv_cache_bytes / kv_cache_block_bytes(&f.m->hp, c.block_size, KV_Q8_0)));
     ASSERT(st.kv_blocks_total >= 22); /* the bytes of 12 f16 blocks */
     static struct result alone[N], together[N], pair;
-    memset(alone, 0, sizeof alone), memset(together, 0, sizeof together), memset(&pair, 0, sizeof pair);
+    memset(&pair, 0, sizeof pair);
+    int start[N], len[N];
+    for (int i = 0; i < N; i++) start[i] = 40 * i, len[i] = 20 + 12 * i;
     struct engine_params p;
     greedy_params(&p, GEN);
-    for (int i = 0; i < N; i++) drain(submit(e, f.text + 40 * i, 20 + 12 * i, &p), &alone[i]);
-    struct engine_stream *s[N];
-    for (int i = 0; i < N; i++) s[i] = submit(e, f.text + 40 * i, 20 + 12 * i, &p);
-    for (int i = 0; i < N; i++) drain(s[i], &together[i]);
+    run_requests(&f, e, N, start, len, NULL, &p, false, alone);
+    run_requests(&f, e, N, start, len, NULL, &p, true, together);
     for (int i = 0; i < N; i++) assert_same_output(&together[i], &alone[i], "q8_0 cache: batched output differs");
     /* two greedy choices share the prompt's blocks and copy the partial last one: both equal the solo run */
     p.n = 2;
-    drain(submit(e, f.text + 40 * 3, 20 + 12 * 3, &p), &pair);
+    drain(submit(e, f.text + start[3], len[3], &p), &pair);
     ASSERT_EQ(pair.n[1], alone[3].n[0]);
     ASSERT_MSG(memcmp(pair.ids[1], alone[3].ids[0], (size_t)alone[3].n[0] * 4) == 0, "copied q8_0 block differs");
     assert_same_output(&pair, &alone[3], "first of two choices differs");
