@@ -553,6 +553,7 @@ static int size_pool(struct engine *e, char *err, size_t errlen)
     int want_len = e->cfg.max_model_len ? e->cfg.max_model_len : hp->n_ctx_train;
     if (want_len > hp->n_ctx_train) want_len = hp->n_ctx_train;
     int64_t blocks, one_seq = (want_len + bs - 1) / bs + 1, cap = (int64_t)e->cfg.max_num_seqs * ((want_len + bs - 1) / bs);
+    if (cap < one_seq) cap = one_seq; /* max_num_seqs 1 (`inferd generate`): the cap must still hold the minimum */
     struct backend *be = e->model->be;
     if (e->cfg.kv_cache_bytes) {
         blocks = (int64_t)(e->cfg.kv_cache_bytes / per_block);

@@ -58,10 +58,17 @@ TEST(cuda_plan_attention_decode_splits)
     ASSERT_EQ(p.n_tiles, 1);
     ASSERT(p.n_split > 1 && p.n_split <= 64);
     ASSERT_EQ(p.split_len % 32, 0);
-    ASSERT(p.split_len >= 256);
+    ASSERT(p.split_len >= 64);
     ASSERT((int64_t)p.n_split * p.split_len >= 4096);
     ASSERT((int64_t)(p.n_split - 1) * p.split_len < 4096); /* no empty split */
     check_tiles(qs, 1, &p);
+
+    /* 512 tokens (the GPU check's decode depth): 8 KV heads alone are 8 blocks;
+     * splits of 64 positions give 64 blocks, where 256-position splits gave 16 */
+    ctx[0] = 512;
+    ASSERT_OK(cuda_plan_attention(qs, ctx, 1, 32, 8, 132, &p));
+    ASSERT_EQ(p.n_split, 8);
+    ASSERT_EQ(p.split_len, 64);
 
     /* a short context is not split: the combine would cost more than it saves */
     ctx[0] = 100;
@@ -156,7 +163,7 @@ TEST(cuda_plan_graph_decode_attention_plan)
     }
     struct cuda_attn_plan p;
     ASSERT_OK(cuda_plan_attention_decode(1, 8192, 32, 8, 132, &p));
-    ASSERT((int64_t)p.n_split * p.split_len >= 8192 && p.split_len >= 256);
+    ASSERT((int64_t)p.n_split * p.split_len >= 8192 && p.split_len >= 64);
     ASSERT_EQ(cuda_plan_attention_decode(0, 8192, 32, 8, 132, &p), IFD_ERR_INVALID);
     ASSERT_EQ(cuda_plan_attention_decode(1, 8192, 64, 1, 132, &p), IFD_ERR_UNSUPPORTED);
 }
@@ -343,6 +350,12 @@ TEST(cuda_plan_memory_fits_and_refuses)
     in.max_blocks = 1000;
     ASSERT_OK(cuda_plan_memory(&in, &p, err, sizeof err));
     ASSERT_EQ(p.n_blocks, 1000);
+    /* a cap below one sequence (one max_num_seqs sequence and its spare block)
+     * must not refuse a device with room: the minimum wins (the GPU check's
+     * `inferd generate` hit "hold 512 blocks, one sequence needs 513") */
+    in.max_blocks = 511;
+    ASSERT_OK(cuda_plan_memory(&in, &p, err, sizeof err));
+    ASSERT_EQ(p.n_blocks, 512);
     in.max_blocks = 0;
 
     /* another process holds most of the device: plan only what is free */

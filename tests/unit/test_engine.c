@@ -231,6 +231,12 @@ TEST(engine_device_memory_plan_sizes_the_pool)
     ASSERT_EQ(g_fit.min_blocks, 256 / 16 + 1);
     ASSERT_EQ(g_fit.max_blocks, 4 * (256 / 16));
     engine_destroy(e);
+    /* one sequence (`inferd generate`): the cap still holds the minimum */
+    c.max_num_seqs = 1;
+    ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
+    ASSERT_EQ(g_fit.max_blocks, g_fit.min_blocks);
+    engine_destroy(e);
+    c.max_num_seqs = 4;
 
     c.gpu_memory_utilization = 0.3;
     ASSERT_EQ(engine_create(&e, f.m, f.tok, &c, err, sizeof err), IFD_ERR_NOMEM);
@@ -240,7 +246,7 @@ TEST(engine_device_memory_plan_sizes_the_pool)
     ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
     engine_get_stats(e, &st);
     ASSERT_EQ(st.kv_blocks_total, 8);
-    ASSERT_EQ(g_fit.calls, 2);
+    ASSERT_EQ(g_fit.calls, 3); /* the explicit size asked no plan */
     engine_destroy(e);
     f.be->ops = cpu_ops;
     fx_free(&f);

@@ -38,7 +38,7 @@ int cuda_plan_use_gemv(int n, enum qtype t)
 
 #define ATTN_MAX_WARPS 32       /* 1024 threads per block */
 #define ATTN_PREFILL_WARPS 16   /* pairs per block for multi-row tiles: K/V staged once for 16 */
-#define ATTN_MIN_SPLIT_LEN 256  /* positions per split: below this the combine costs more than it saves */
+#define ATTN_MIN_SPLIT_LEN 64   /* positions per split (2 K/V tiles); 256 left a 512-token decode on 16 blocks of 132 SMs */
 #define ATTN_MAX_SPLITS 64
 #define ATTN_SPLIT_ALIGN 32     /* splits start at K/V tile boundaries */
 #define ATTN_BLOCKS_PER_SM 2    /* enough blocks to fill every SM twice */
@@ -248,7 +248,9 @@ int cuda_plan_memory(const struct cuda_mem_in *in, struct cuda_mem_plan *out, ch
                         "(other processes on this GPU?)", gib(fixed), gib(in->free_bytes), gib(in->total_bytes));
     if (kv > in->free_bytes - fixed) kv = in->free_bytes - fixed;
     int64_t blocks = (int64_t)(kv / in->kv_block_bytes);
-    if (in->max_blocks > 0 && blocks > in->max_blocks) blocks = in->max_blocks;
+    /* a cap below the minimum would refuse a device with room to spare: the minimum wins */
+    int64_t cap = in->max_blocks > 0 && in->max_blocks < in->min_blocks ? in->min_blocks : in->max_blocks;
+    if (cap > 0 && blocks > cap) blocks = cap;
     if (blocks < in->min_blocks || blocks < 2)
         return ifd_fail(err, errlen, IFD_ERR_NOMEM,
                         "no room for the KV cache: %.2f GiB left after weights and workspace hold %lld blocks, "
