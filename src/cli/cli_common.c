@@ -115,14 +115,16 @@ int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t e
     int dummy = strcmp(c->load_format, "dummy") == 0;
     char path[CONFIG_PATH_MAX];
     const char *model_path = NULL;
-    if (c->model[0] || !dummy) {
+    /* a dummy model takes its shape from an explicit --dummy-preset first, so a
+     * model path that came from the environment cannot silently replace it */
+    if (!dummy || (c->model[0] && !c->dummy_preset[0])) {
         if ((rc = cli_model_path(c, path, sizeof path, err, errlen))) {
             cli_unload(rt);
             return rc;
         }
         model_path = path;
     }
-    struct model_load_opts mo = { .path = model_path, .dummy = dummy, .dummy_preset = c->dummy_preset };
+    struct model_load_opts mo = { .path = model_path, .dummy = dummy, .dummy_preset = c->dummy_preset[0] ? c->dummy_preset : NULL };
     if (dummy) {
         mo.dummy_type = parse_qtype(c->dummy_type);
         if (mo.dummy_type == QT_COUNT) {

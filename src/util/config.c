@@ -50,8 +50,9 @@ static const struct option_row g_rows[] = {
       ", or the GGUF in /opt/ml/model)" },
     { "load-format", 0, OPT_STR, F(load_format), "gguf", "INFERD_LOAD_FORMAT", CMD_ALL,
       "gguf, or dummy for random weights (shape from --model or --dummy-preset)" },
-    { "dummy-preset", 0, OPT_STR, F(dummy_preset), "smollm2-135m", NULL, CMD_ALL,
-      "shape of a dummy model without --model: smollm2-135m, tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b, tiny" },
+    { "dummy-preset", 0, OPT_STR, F(dummy_preset), "", NULL, CMD_ALL,
+      "shape of a dummy model: smollm2-135m, tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b, tiny; given, it "
+      "wins over --model (and INFERD_MODEL); default: --model's shape, else smollm2-135m" },
     { "dummy-type", 0, OPT_STR, F(dummy_type), "Q4_1", NULL, CMD_ALL,
       "weight type of dummy matrices: Q4_0 Q4_1 Q8_0 Q4_K Q5_K Q6_K F16 BF16 F32" },
     { "device", 0, OPT_STR, F(device), "cpu", "INFERD_DEVICE", CMD_ALL, "compute device: cpu or cuda" },

@@ -97,6 +97,9 @@ generate_stop)
 bench_dummy)
     expect_ok bench --load-format dummy --dummy-preset tiny --dummy-type Q8_0 -r 1 --prompt-len 16 --gen-len 4
     contains "$out" "decode"
+    # an explicit preset wins over a model path from the environment (the GPU host sets INFERD_MODEL)
+    INFERD_MODEL="$model" expect_ok bench --load-format dummy --dummy-preset tiny -r 1 --prompt-len 8 --gen-len 2
+    contains "$out" "model dummy-tiny,"
     expect_fail bench --load-format dummy --dummy-preset nope
     contains "$err" "unknown dummy preset"
     # the engine benchmark on a dummy model (no tokenizer: token ids only)
