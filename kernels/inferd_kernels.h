@@ -38,6 +38,11 @@ int ik_f32_to_bf16(const float *src, uint16_t *dst, int64_t n, void *stream);
 int ik_gemv(const void *w, const void *w_up, int type, const float *x, int n, int64_t n_in, int64_t n_out, float *y,
             int accumulate, void *stream);
 int ik_gemv_supported(int type); /* host-only query: 1 if ik_gemv takes this type */
+/* The same for n_w <= IK_GEMV_MAX_W matrices of one type and row length in one
+ * launch (Q, K and V): y[i] (+)= W[i] x, W[i] having n_out[i] rows. */
+#define IK_GEMV_MAX_W 3
+int ik_gemv_multi(const void *const *w, const int64_t *n_out, float *const *y, int n_w, int type, const float *x,
+                  int n, int64_t n_in, int accumulate, void *stream);
 
 /* ---- embed/: out[i] = row ids[i] of the table, dequantized; (n, n_in) f32 ---- */
 int ik_embed(const void *table, int type, int64_t n_in, const int32_t *ids, int n, float *out, void *stream);

@@ -6,8 +6,9 @@
 // from HBM exactly once, whatever the batch size up to the limit.
 //
 // One warp per weight row; lanes walk the row in chunks (32 elements of a
-// quantized type, decoded by ik_quant.cuh; 8 elements of F16/BF16/F32, read
-// as 16-byte vectors) so neighbouring lanes read neighbouring bytes. Each
+// quantized type, decoded by ik_quant.cuh; 16-byte vectors of F16/BF16/F32,
+// several issued before any math) so neighbouring lanes read neighbouring
+// bytes and each lane keeps enough reads in flight to stream HBM. Each
 // lane keeps one float accumulator per activation row; a warp reduction
 // finishes the dot products. Activations are read in f32 (not quantized to
 // 8 bits as the CPU backend does): the results match the CPU's within the
@@ -26,22 +27,47 @@ using namespace ik;
 
 constexpr int WARPS = 4;
 
-// Chunk readers: CH elements of row `row` starting at element CH*c.
-template <int T> struct chunk {
-    static constexpr int CH = 32;
+// ---- quantized types: 32-element chunks decoded by ik_quant.cuh ----
+
+template <int T> struct qrow {
     static __device__ __forceinline__ int64_t row_bytes(int64_t n_in)
     {
         return n_in / qtraits<T>::block * qtraits<T>::bytes;
     }
-    static __device__ __forceinline__ void load(const uint8_t *row, int64_t c, float v[32]) { dequant_chunk<T>(row, c, v); }
 };
 
-template <> struct chunk<T_BF16> {
-    static constexpr int CH = 8;
-    static __device__ __forceinline__ int64_t row_bytes(int64_t n_in) { return n_in * 2; }
-    static __device__ __forceinline__ void load(const uint8_t *row, int64_t c, float v[8])
+// acc[t] += w . x[t] over this lane's 32-element chunks of one quantized row.
+template <int T, int NMAX>
+__device__ __forceinline__ void row_dot_quant(const uint8_t *row, const float *x, int n, int64_t n_in, int lane,
+                                              float acc[NMAX])
+{
+    const int64_t n_chunks = n_in / 32;
+#pragma unroll 2
+    for (int64_t c = lane; c < n_chunks; c += 32) {
+        float v[32];
+        dequant_chunk<T>(row, c, v);
+#pragma unroll
+        for (int t = 0; t < NMAX; t++) {
+            if (t >= n) break;
+            const float4 *xv = (const float4 *)(x + (int64_t)t * n_in + c * 32);
+            float s = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                float4 a = __ldg(xv + i);
+                s += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+            }
+            acc[t] += s;
+        }
+    }
+}
+
+// ---- float types: 16-byte vectors (8 bf16/f16 or 4 f32 elements) ----
+
+template <int T> struct fvec;
+template <> struct fvec<T_BF16> {
+    static constexpr int E = 8, SIZE = 2;
+    static __device__ __forceinline__ void expand(uint4 u, float v[8])
     {
-        uint4 u = __ldg((const uint4 *)(row + c * 16));
         const unsigned w[4] = { u.x, u.y, u.z, u.w };
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -54,13 +80,10 @@ template <> struct chunk<T_BF16> {
         return bf16_bits_to_float(((const unsigned short *)row)[k]);
     }
 };
-
-template <> struct chunk<T_F16> {
-    static constexpr int CH = 8;
-    static __device__ __forceinline__ int64_t row_bytes(int64_t n_in) { return n_in * 2; }
-    static __device__ __forceinline__ void load(const uint8_t *row, int64_t c, float v[8])
+template <> struct fvec<T_F16> {
+    static constexpr int E = 8, SIZE = 2;
+    static __device__ __forceinline__ void expand(uint4 u, float v[8])
     {
-        uint4 u = __ldg((const uint4 *)(row + c * 16));
         const __half2 *h = (const __half2 *)&u;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -74,68 +97,147 @@ template <> struct chunk<T_F16> {
         return __half2float(((const __half *)row)[k]);
     }
 };
-
-template <> struct chunk<T_F32> {
-    static constexpr int CH = 8;
-    static __device__ __forceinline__ int64_t row_bytes(int64_t n_in) { return n_in * 4; }
-    static __device__ __forceinline__ void load(const uint8_t *row, int64_t c, float v[8])
+template <> struct fvec<T_F32> {
+    static constexpr int E = 4, SIZE = 4;
+    static __device__ __forceinline__ void expand(uint4 u, float v[4])
     {
-        float4 a = __ldg((const float4 *)(row + c * 32)), b = __ldg((const float4 *)(row + c * 32 + 16));
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+        v[0] = __uint_as_float(u.x), v[1] = __uint_as_float(u.y), v[2] = __uint_as_float(u.z),
+        v[3] = __uint_as_float(u.w);
     }
     static __device__ __forceinline__ float load1(const uint8_t *row, int64_t k) { return ((const float *)row)[k]; }
 };
 
-// acc[t] += w . x[t] over this lane's chunks of one row (and its scalar tail, for float types).
-template <int T>
-__device__ __forceinline__ void row_dot(const uint8_t *row, const float *x, int n, int64_t n_in, int lane,
-                                        float acc[IK_GEMV_MAX_N])
+// acc[t] += (the E weights in u) . x[t][k0 .. k0+E)
+template <int T, int NMAX>
+__device__ __forceinline__ void dot_vec(uint4 u, const float *x, int n, int64_t n_in, int64_t k0, float acc[NMAX])
 {
-    constexpr int CH = chunk<T>::CH;
-    // 16-byte vector reads need 16-byte aligned rows: n_in % 8 for 16-bit types, % 4 for f32
-    const bool vec = CH == 32 || (n_in * (T == T_F32 ? 4 : 2)) % 16 == 0;
-    const int64_t n_chunks = vec ? n_in / CH : 0;
-#pragma unroll 2
-    for (int64_t c = lane; c < n_chunks; c += 32) {
-        float v[CH];
-        chunk<T>::load(row, c, v);
+    constexpr int E = fvec<T>::E;
+    float v[E];
+    fvec<T>::expand(u, v);
 #pragma unroll
-        for (int t = 0; t < IK_GEMV_MAX_N; t++) {
-            if (t >= n) break;
-            const float4 *xv = (const float4 *)(x + (int64_t)t * n_in + c * CH);
-            float s = 0.f;
+    for (int t = 0; t < NMAX; t++) {
+        if (t >= n) break;
+        const float4 *xv = (const float4 *)(x + (int64_t)t * n_in + k0);
+        float s = 0.f;
 #pragma unroll
-            for (int i = 0; i < CH / 4; i++) {
-                float4 a = __ldg(xv + i);
-                s += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
-            }
-            acc[t] += s;
+        for (int i = 0; i < E / 4; i++) {
+            float4 a = __ldg(xv + i);
+            s += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
         }
+        acc[t] += s;
     }
-    if constexpr (CH != 32) {
-        for (int64_t k = n_chunks * CH + lane; k < n_in; k += 32) {
-            float w = chunk<T>::load1(row, k);
-            for (int t = 0; t < n; t++) acc[t] += w * x[(int64_t)t * n_in + k];
+}
+
+// U 16-byte weight vectors (and U of the up row) of this lane, 32 vectors apart, streaming.
+template <int U, bool UP>
+__device__ __forceinline__ void load_batch(const uint4 *w, const uint4 *wu, int64_t c, uint4 a[U], uint4 b[U])
+{
+#pragma unroll
+    for (int j = 0; j < U; j++) {
+        a[j] = __ldcs(w + c + 32 * j);
+        if (UP) b[j] = __ldcs(wu + c + 32 * j);
+    }
+}
+
+// acc[t] += w . x[t] (and up[t] += w_up . x[t] for SwiGLU) over this lane's
+// vectors of one row. Decode is bound by how many bytes are in flight, not by
+// arithmetic, so each lane issues U loads (2U with the up row) before any math:
+// 128 bytes per lane at batch 1, where a load-then-use loop keeps only 16-32.
+// Weights are read once per step, so they are loaded with the streaming hint
+// and leave L1 to the activations every warp rereads.
+template <int T, int NMAX, bool UP>
+__device__ __forceinline__ void row_dot_float(const uint8_t *row, const uint8_t *row_up, const float *x, int n,
+                                              int64_t n_in, int lane, float acc[NMAX], float up[NMAX])
+{
+    constexpr int E = fvec<T>::E, U = (NMAX == 1 ? 8 : 4) / (UP ? 2 : 1);
+    // 16-byte vector reads need 16-byte aligned rows (every row starts at r * n_in * SIZE)
+    const bool vec = (n_in * fvec<T>::SIZE) % 16 == 0;
+    const int64_t n_vec = vec ? n_in / E : 0;
+    const uint4 *w = (const uint4 *)row, *wu = (const uint4 *)row_up;
+    int64_t c = lane;
+    uint4 a[U], b[U];
+    bool full = c + 32 * (U - 1) < n_vec;
+    if (full) load_batch<U, UP>(w, wu, c, a, b);
+    // the first batch of weights is in flight while the kernel before (PDL) finishes x
+    wait_for_inputs();
+    while (full) {
+#pragma unroll
+        for (int j = 0; j < U; j++) {
+            dot_vec<T, NMAX>(a[j], x, n, n_in, (c + 32 * j) * E, acc);
+            if (UP) dot_vec<T, NMAX>(b[j], x, n, n_in, (c + 32 * j) * E, up);
+        }
+        c += 32 * U;
+        full = c + 32 * (U - 1) < n_vec;
+        if (full) load_batch<U, UP>(w, wu, c, a, b);
+    }
+    for (; c < n_vec; c += 32) {
+        dot_vec<T, NMAX>(__ldcs(w + c), x, n, n_in, c * E, acc);
+        if (UP) dot_vec<T, NMAX>(__ldcs(wu + c), x, n, n_in, c * E, up);
+    }
+    // elements past the last whole vector (all of them when rows are unaligned)
+    for (int64_t k = n_vec * E + lane; k < n_in; k += 32) {
+        float wk = fvec<T>::load1(row, k), uk = UP ? fvec<T>::load1(row_up, k) : 0.f;
+        for (int t = 0; t < n; t++) {
+            float xk = x[(int64_t)t * n_in + k];
+            acc[t] += wk * xk;
+            if (UP) up[t] += uk * xk;
         }
     }
 }
 
-template <int T>
-__global__ void __launch_bounds__(WARPS * 32)
-    gemv_kernel(const uint8_t *w, const uint8_t *w_up, const float *x, int n, int64_t n_in, int64_t n_out, float *y,
-                int accumulate)
+template <int T> struct is_float { static constexpr bool value = T == T_BF16 || T == T_F16 || T == T_F32; };
+
+template <int T> __device__ __forceinline__ int64_t row_bytes_of(int64_t n_in)
 {
+    if constexpr (is_float<T>::value) return n_in * fvec<T>::SIZE;
+    else return qrow<T>::row_bytes(n_in);
+}
+
+// Up to IK_GEMV_MAX_W matrices of the same row length and type, stacked row
+// after row: one launch computes Q, K and V (a 1024-row K or V alone is too
+// small to reach full bandwidth before the launch's ramp and tail dominate).
+struct gemv_mats {
+    const uint8_t *w[IK_GEMV_MAX_W];
+    float *y[IK_GEMV_MAX_W];
+    int64_t row_end[IK_GEMV_MAX_W]; // exclusive end of matrix i in the stacked rows
+    int64_t rows;                   // row_end[n_w - 1], so the kernel never indexes m at run time
+    int n_w;
+};
+
+// 16-bit weights at batch 1: capped at 64 registers so 8 blocks fit per SM (no spills)
+template <int T, int NMAX>
+__global__ void __launch_bounds__(WARPS * 32, NMAX == 1 && (T == T_BF16 || T == T_F16) ? 8 : 1)
+    gemv_kernel(gemv_mats m, const uint8_t *w_up, const float *x, int n, int64_t n_in, int accumulate)
+{
+    allow_dependents();
     const int lane = threadIdx.x & 31;
-    const int64_t r = (int64_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
-    if (r >= n_out) return;
-    const int64_t rb = chunk<T>::row_bytes(n_in);
-    float acc[IK_GEMV_MAX_N], up[IK_GEMV_MAX_N];
+    int64_t r = (int64_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (r >= m.rows) return;
+    // which matrix this row is in (warp-uniform); constant indices keep m out of local memory
+    const uint8_t *w = m.w[0];
+    float *y = m.y[0];
+    int64_t row0 = 0, n_out = m.row_end[0];
 #pragma unroll
-    for (int t = 0; t < IK_GEMV_MAX_N; t++) acc[t] = up[t] = 0.f;
-    row_dot<T>(w + r * rb, x, n, n_in, lane, acc);
-    if (w_up) row_dot<T>(w_up + r * rb, x, n, n_in, lane, up);
+    for (int j = 1; j < IK_GEMV_MAX_W; j++)
+        if (j < m.n_w && r >= m.row_end[j - 1]) {
+            w = m.w[j], y = m.y[j], row0 = m.row_end[j - 1];
+            n_out = m.row_end[j] - row0;
+        }
+    r -= row0;
+    const int64_t rb = row_bytes_of<T>(n_in);
+    float acc[NMAX], up[NMAX];
 #pragma unroll
-    for (int t = 0; t < IK_GEMV_MAX_N; t++) {
+    for (int t = 0; t < NMAX; t++) acc[t] = up[t] = 0.f;
+    if constexpr (is_float<T>::value) {
+        if (w_up) row_dot_float<T, NMAX, true>(w + r * rb, w_up + r * rb, x, n, n_in, lane, acc, up);
+        else row_dot_float<T, NMAX, false>(w + r * rb, nullptr, x, n, n_in, lane, acc, up);
+    } else {
+        wait_for_inputs();
+        row_dot_quant<T, NMAX>(w + r * rb, x, n, n_in, lane, acc);
+        if (w_up) row_dot_quant<T, NMAX>(w_up + r * rb, x, n, n_in, lane, up);
+    }
+#pragma unroll
+    for (int t = 0; t < NMAX; t++) {
         if (t >= n) break;
         float s = warp_sum(acc[t]);
         if (w_up) {
@@ -149,13 +251,15 @@ __global__ void __launch_bounds__(WARPS * 32)
     }
 }
 
+// Batch 1 (every decode step of a single stream) gets its own instantiation:
+// one accumulator instead of IK_GEMV_MAX_N, so registers go to loads in flight.
 template <int T>
-int launch(const void *w, const void *w_up, const float *x, int n, int64_t n_in, int64_t n_out, float *y, int acc,
-           cudaStream_t s)
+int launch(const gemv_mats &m, const void *w_up, const float *x, int n, int64_t n_in, int acc, cudaStream_t s)
 {
-    gemv_kernel<T><<<grid_for(n_out, WARPS), WARPS * 32, 0, s>>>((const uint8_t *)w, (const uint8_t *)w_up, x, n,
-                                                                  n_in, n_out, y, acc);
-    return launch_status();
+    const unsigned grid = grid_for(m.rows, WARPS);
+    const uint8_t *wu = (const uint8_t *)w_up;
+    if (n == 1) return launch_pdl(gemv_kernel<T, 1>, grid, WARPS * 32, s, m, wu, x, n, n_in, acc);
+    return launch_pdl(gemv_kernel<T, IK_GEMV_MAX_N>, grid, WARPS * 32, s, m, wu, x, n, n_in, acc);
 }
 
 int block_of(int type)
@@ -172,22 +276,52 @@ int block_of(int type)
 
 extern "C" int ik_gemv_supported(int type) { return block_of(type) != 0; }
 
+static int dispatch(const gemv_mats &m, const void *w_up, int type, const float *x, int n, int64_t n_in, int acc,
+                    cudaStream_t s)
+{
+    switch (type) {
+    case T_Q4_0: return launch<T_Q4_0>(m, w_up, x, n, n_in, acc, s);
+    case T_Q4_1: return launch<T_Q4_1>(m, w_up, x, n, n_in, acc, s);
+    case T_Q8_0: return launch<T_Q8_0>(m, w_up, x, n, n_in, acc, s);
+    case T_Q4_K: return launch<T_Q4_K>(m, w_up, x, n, n_in, acc, s);
+    case T_Q5_K: return launch<T_Q5_K>(m, w_up, x, n, n_in, acc, s);
+    case T_Q6_K: return launch<T_Q6_K>(m, w_up, x, n, n_in, acc, s);
+    case T_F16: return launch<T_F16>(m, w_up, x, n, n_in, acc, s);
+    case T_BF16: return launch<T_BF16>(m, w_up, x, n, n_in, acc, s);
+    default: return launch<T_F32>(m, w_up, x, n, n_in, acc, s);
+    }
+}
+
+extern "C" int ik_gemv_multi(const void *const *w, const int64_t *n_out, float *const *y, int n_w, int type,
+                             const float *x, int n, int64_t n_in, int accumulate, void *stream)
+{
+    int blk = block_of(type);
+    if (!blk || n_in % blk || n < 0 || n > IK_GEMV_MAX_N || n_w < 1 || n_w > IK_GEMV_MAX_W)
+        return cudaErrorInvalidValue;
+    gemv_mats m = {};
+    m.n_w = n_w;
+    int64_t rows = 0;
+    for (int i = 0; i < n_w; i++) {
+        if (n_out[i] < 0) return cudaErrorInvalidValue;
+        m.w[i] = (const uint8_t *)w[i];
+        m.y[i] = y[i];
+        m.row_end[i] = rows += n_out[i];
+    }
+    m.rows = rows;
+    if (n == 0 || rows == 0) return cudaSuccess;
+    return dispatch(m, nullptr, type, x, n, n_in, accumulate, (cudaStream_t)stream);
+}
+
 extern "C" int ik_gemv(const void *w, const void *w_up, int type, const float *x, int n, int64_t n_in, int64_t n_out,
                        float *y, int accumulate, void *stream)
 {
-    cudaStream_t s = (cudaStream_t)stream;
     int blk = block_of(type);
     if (!blk || n_in % blk || n < 0 || n > IK_GEMV_MAX_N || (w_up && accumulate)) return cudaErrorInvalidValue;
     if (n == 0 || n_out <= 0) return cudaSuccess;
-    switch (type) {
-    case T_Q4_0: return launch<T_Q4_0>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_Q4_1: return launch<T_Q4_1>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_Q8_0: return launch<T_Q8_0>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_Q4_K: return launch<T_Q4_K>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_Q5_K: return launch<T_Q5_K>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_Q6_K: return launch<T_Q6_K>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_F16: return launch<T_F16>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    case T_BF16: return launch<T_BF16>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    default: return launch<T_F32>(w, w_up, x, n, n_in, n_out, y, accumulate, s);
-    }
+    gemv_mats m = {};
+    m.n_w = 1;
+    m.w[0] = (const uint8_t *)w;
+    m.y[0] = y;
+    m.row_end[0] = m.rows = n_out;
+    return dispatch(m, w_up, type, x, n, n_in, accumulate, (cudaStream_t)stream);
 }

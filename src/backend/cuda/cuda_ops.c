@@ -89,10 +89,28 @@ static void matmul_one(struct cuda_ctx *c, const struct be_weight *w, const floa
     matmul_gemm(c, w, *xb, n, y, acc);
 }
 
+/* Several weights of one type on the GEMV path (Q, K and V of a decode step):
+ * one launch for all, so the small K and V rows share the ramp and tail of Q's. */
+static int matmul_gemv_together(struct cuda_ctx *c, const struct be_matmul *mm)
+{
+    if (mm->n_w < 2 || mm->n_w > IK_GEMV_MAX_W || !cuda_plan_use_gemv(mm->n, mm->w[0]->type)) return 0;
+    const void *w[IK_GEMV_MAX_W];
+    int64_t rows[IK_GEMV_MAX_W];
+    for (int i = 0; i < mm->n_w; i++) {
+        if (mm->w[i]->type != mm->w[0]->type || mm->w[i]->n_in != mm->w[0]->n_in) return 0;
+        w[i] = mm->w[i]->data;
+        rows[i] = mm->w[i]->n_out;
+    }
+    cuda_check(c, ik_gemv_multi(w, rows, mm->y, mm->n_w, mm->w[0]->type, mm->x, mm->n, mm->w[0]->n_in,
+                                mm->accumulate, c->stream), "gemv");
+    return 1;
+}
+
 void cuda_matmul(struct backend *be, const struct be_matmul *mm)
 {
     struct cuda_ctx *c = cuda_ctx(be);
     cuda_enter(c);
+    if (c->error || matmul_gemv_together(c, mm)) return;
     const uint16_t *xb = NULL;
     for (int i = 0; i < mm->n_w && !c->error; i++) matmul_one(c, mm->w[i], mm->x, &xb, mm->n, mm->y[i], mm->accumulate);
 }
