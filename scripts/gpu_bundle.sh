@@ -20,7 +20,7 @@
 #   scripts/gpu_bundle.sh [ARCH]     (default 90: H100/H200)
 #
 # Then, with the device tool (all carried paths together under 64 MiB):
-#   command: INFERD_GPU_PREBUILT=.gpu-bundle INFERD_MODEL=models/smollm2-cut4.gguf tests/gpu/run.sh "$OUT"
+#   command: INFERD_GPU_PACK=1 INFERD_GPU_PREBUILT=.gpu-bundle INFERD_MODEL=models/smollm2-cut4.gguf tests/gpu/run.sh "$OUT"
 #   carry:   [".gpu-bundle", "models/smollm2-cut4.gguf"]
 set -euo pipefail
 
