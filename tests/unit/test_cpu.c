@@ -21,7 +21,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
-#include "backend/cpu/pool.h"
+#include "util/pool.h"
 #include "inferd/backend.h"
 #include "inferd/model.h"
 #include "inferd/quant.h"

@@ -14,7 +14,7 @@
 #include "cpu_features.h"
 #include "cpu_kernels.h"
 #include "inferd/backend.h"
-#include "pool.h"
+#include "util/pool.h"
 
 /* Scratch that grows to the largest batch seen and is then reused: steady-state
  * forward passes allocate nothing. */

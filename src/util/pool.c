@@ -50,6 +50,7 @@ struct pool {
     _Alignas(64) _Atomic int barrier_count;
     _Atomic uint32_t barrier_sense;
     _Atomic int quit;
+    uint64_t spin_ns;            /* busy-wait this long for the next job before sleeping */
 };
 
 struct worker_arg {
@@ -80,7 +81,7 @@ static uint32_t wait_for_job(struct pool *p, uint32_t seen)
         if ((waited & 1023) != 1023) continue;
         uint64_t t = now_ns();
         if (!start) start = t;
-        if (t - start < SPIN_NS) continue;
+        if (t - start < p->spin_ns) continue;
         atomic_fetch_add(&p->sleepers, 1);
         /* re-check after announcing ourselves so a concurrent pool_run cannot be missed */
         if (atomic_load(&p->gen) == seen) futex(&p->gen, FUTEX_WAIT_PRIVATE, seen);
@@ -106,13 +107,15 @@ static void *worker_main(void *varg)
     return NULL;
 }
 
-int pool_init(struct pool **out, int n_threads)
+int pool_init(struct pool **out, int n_threads) { return pool_init_spin(out, n_threads, SPIN_NS); }
+
+int pool_init_spin(struct pool **out, int n_threads, uint64_t spin_ns)
 {
     *out = NULL;
     if (n_threads < 1) return IFD_ERR_INVALID;
     struct pool *p = aligned_alloc(64, (sizeof *p + 63) & ~(size_t)63);
     if (!p) return IFD_ERR_NOMEM;
-    *p = (struct pool){ .n = n_threads };
+    *p = (struct pool){ .n = n_threads, .spin_ns = spin_ns };
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) { free(p); return IFD_ERR_NOMEM; }
     for (int i = 1; i < n_threads; i++) {
