@@ -12,7 +12,10 @@
  * Each engine step: admit and schedule (running decodes first, then prefill
  * chunks under a token budget), build one flat batch plan, run the forward
  * pass, sample, and push outputs to the streams. Finished or cancelled
- * requests give their KV blocks back in the same step.
+ * requests give their KV blocks back in the same step. Sampling reads whole
+ * vocabulary rows, so a step's rows may be sampled on a small thread pool
+ * (engine_config.sampling_threads; by default only on device backends);
+ * everything else stays on the engine thread.
  *
  * Request life (defined in engine.c, struct request):
  *
@@ -67,6 +70,8 @@ struct engine_config {
     int max_queued_requests;    /* waiting requests at most before IFD_ERR_FULL (default 256) */
     int max_model_len;          /* context length cap; 0: the model's, capped by the pool */
     bool enable_prefix_caching; /* default true */
+    int sampling_threads;       /* threads sampling a step's rows; 0: 1 on the CPU backend (its workers run
+                                 * the forward pass and sampling is ~1% of a step there), else up to 8 */
 };
 
 void engine_config_default(struct engine_config *c);

@@ -61,6 +61,7 @@ void cli_engine_config(const struct config *c, struct engine_config *ec)
     engine_config_default(ec);
     ec->max_num_batched_tokens = c->max_num_batched_tokens;
     ec->max_num_seqs = c->max_num_seqs;
+    ec->sampling_threads = c->sampling_threads;
     ec->max_queued_requests = c->max_queued_requests;
     ec->max_model_len = c->ctx_size;
     ec->kv_cache_bytes = (size_t)c->kv_cache_memory;

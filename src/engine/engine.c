@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void engine_config_default(struct engine_config *c)
 {
@@ -358,12 +359,32 @@ static void advance(struct engine *e, struct seq *s, float *row, double now)
     free(pristine);
 }
 
+/* Samples rows ith, ith + nth, ... of the step (seq_sample touches only its
+ * own sequence's sampler and this worker's scratch row). */
+static void sample_rows(void *arg, int ith, int nth)
+{
+    struct engine *e = arg;
+    size_t V = (size_t)e->model->hp.n_vocab;
+    float *scratch = e->sample_pool ? e->sample_scratch + (size_t)ith * V : e->scratch_logits;
+    for (int i = ith; i < e->n_samples; i += nth) {
+        struct row_sample *rs = &e->samples[i];
+        if (rs->forks || rs->oom) continue;
+        rs->id = seq_sample(e, rs->s, rs->row, scratch, rs->lp);
+    }
+}
+
+/* After the forward pass: every scheduled sequence takes its chunk; those
+ * whose chunk completed a token are sampled (all rows at once, on the
+ * sampling pool when there is one: at batch 64 with a 128k vocabulary that is
+ * milliseconds of argmax on one thread) and then advanced one by one, in
+ * plan order, on the engine thread. */
 static void postprocess(struct engine *e)
 {
     double now = ifd_now();
     size_t V = (size_t)e->model->hp.n_vocab;
     int row = 0;
     uint64_t prompt_tokens = 0, gen_tokens = 0;
+    e->n_samples = 0;
     for (int j = 0; j < e->p_n; j++) {
         struct seq *s = e->p_seqs[j];
         int chunk = e->p_chunk[j];
@@ -373,8 +394,20 @@ static void postprocess(struct engine *e)
         sched_register_blocks(e, s);
         if (s->n_computed == s->n_tokens) {
             gen_tokens++;
-            advance(e, s, e->logits + (size_t)row++ * V, now);
+            struct request *r = s->req;
+            struct row_sample *rs = &e->samples[e->n_samples++];
+            *rs = (struct row_sample){ .s = s, .row = e->logits + (size_t)row++ * V,
+                                       .forks = r->n_seqs != r->params.n && s->choice == 0 };
+            if (!rs->forks && r->params.logprobs >= 0) rs->oom = !(rs->lp = calloc(1, sizeof *rs->lp));
         }
+    }
+    if (e->sample_pool && e->n_samples > 1) pool_run(e->sample_pool, sample_rows, e);
+    else sample_rows(e, 0, 1);
+    for (int i = 0; i < e->n_samples; i++) {
+        struct row_sample *rs = &e->samples[i];
+        if (rs->forks) advance(e, rs->s, rs->row, now);
+        else if (rs->oom) seq_finish(e, rs->s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
+        else seq_advance_sampled(e, rs->s, rs->id, rs->lp, now);
     }
     pthread_mutex_lock(&e->stats_mu);
     e->stats.steps++;
@@ -481,8 +514,27 @@ static void *engine_main(void *arg)
 
 /* ---- creation ---- */
 
+/* The sampling pool: cfg.sampling_threads, or by default none on the CPU
+ * backend (its workers own the cores during the forward pass) and up to 8
+ * threads on a device backend, whose host cores are otherwise idle. */
+static int sampling_pool_init(struct engine *e)
+{
+    int n = e->cfg.sampling_threads;
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = strcmp(e->model->be->ops->name, "cpu") == 0 ? 1 : cores > 8 ? 8 : cores < 1 ? 1 : (int)cores;
+    }
+    if (n > e->cfg.max_num_seqs) n = e->cfg.max_num_seqs;
+    if (n <= 1) return 0;
+    e->sample_scratch = malloc((size_t)n * (size_t)e->model->hp.n_vocab * sizeof(float));
+    if (!e->sample_scratch) return IFD_ERR_NOMEM;
+    return pool_init_spin(&e->sample_pool, n, 100000); /* one job per step: spin 0.1 ms, then sleep */
+}
+
 static void engine_destroy_state(struct engine *e)
 {
+    if (e->sample_pool) pool_free(e->sample_pool);
+    free(e->sample_scratch);
     sched_free(e);
     free(e->eog_ids);
     kvb_free(&e->blocks);
@@ -592,6 +644,8 @@ static int check_config(const struct engine_config *c, char *err, size_t errlen)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "unknown KV cache type %d", (int)c->kv_cache_dtype);
     if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "gpu_memory_utilization must be in (0, 1]");
+    if (c->sampling_threads < 0 || c->sampling_threads > 256)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "sampling_threads must be in [0, 256]");
     return 0;
 }
 
@@ -630,6 +684,7 @@ int engine_create(struct engine **out, struct model *m, struct tokenizer *tok, c
         ifd_fail(err, errlen, rc, "cannot allocate the model workspace");
     if (!rc) rc = size_pool(e, err, errlen);
     if (!rc && ((rc = sched_init(e)) || (rc = collect_eog(e)))) ifd_fail(err, errlen, rc, "out of memory");
+    if (!rc && (rc = sampling_pool_init(e))) ifd_fail(err, errlen, rc, "cannot start the sampling threads");
     if (!rc && (uv_loop_init(&e->loop) || uv_async_init(&e->loop, &e->wake, on_wake) || uv_idle_init(&e->loop, &e->idle)))
         rc = ifd_fail(err, errlen, IFD_ERR_INTERNAL, "cannot set up the event loop");
     if (rc) {

@@ -21,12 +21,24 @@
 #include "inferd/engine.h"
 #include "inferd/rng.h"
 #include "kv_blocks.h"
+#include "util/pool.h"
 #include "stop.h"
 
 /* A request's state; see the diagram in engine.h. */
 enum req_state { REQ_WAITING, REQ_RUNNING, REQ_FINISHED, REQ_CANCELLED };
 
 struct request;
+
+/* A row of a step's logits whose token is sampled before its sequence
+ * advances (engine.c postprocess): on the sampling pool when there is one. */
+struct row_sample {
+    struct seq *s;
+    float *row;
+    bool forks;                 /* an n > 1 request's first token: advanced as before (advance()) */
+    int32_t id;
+    struct engine_logprob *lp;  /* when the request wants logprobs */
+    bool oom;
+};
 
 /* One generated continuation (a choice) and its KV blocks. */
 struct seq {
@@ -108,6 +120,10 @@ struct engine {
     int p_n;
     float *logits;              /* (max_num_seqs, n_vocab) */
     float *scratch_logits;      /* (n_vocab) a sampler's private copy (n > 1, logprobs) */
+    struct pool *sample_pool;   /* NULL: rows are sampled on the engine thread */
+    float *sample_scratch;      /* (pool size, n_vocab): each sampling worker's raw-row copy */
+    struct row_sample *samples; /* (max_num_seqs) one step's rows sampled ahead of advancing */
+    int n_samples;
 
     /* thread and loop */
     pthread_t thread;
@@ -150,8 +166,16 @@ struct seq *seq_create(struct engine *e, struct request *r, int choice, const in
 void seq_destroy(struct seq *s);
 /* Forks the request's first sequence into params.n choices sharing its blocks. */
 int seq_fork(struct engine *e, struct request *r);
-/* Samples the next token of s from its logits row and emits output. */
+/* Samples the next token of s from its logits row and emits output:
+ * seq_sample then seq_advance_sampled. */
 void seq_advance(struct engine *e, struct seq *s, float *logits, double now);
+/* The part of seq_advance that reads the whole row: min_tokens masking, the
+ * sampler and, with lp, the log-softmax (raw row copied to scratch, n_vocab
+ * floats). Touches only s's sampler and the arguments, so rows of different
+ * sequences may be sampled on different threads. */
+int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratch, struct engine_logprob *lp);
+/* The rest: records id, emits text and logprobs (lp is consumed), finishes the choice when due. */
+void seq_advance_sampled(struct engine *e, struct seq *s, int32_t id, struct engine_logprob *lp, double now);
 /* Ends a choice (finished, cancelled or failed), frees its blocks, emits its last chunk. */
 void seq_finish(struct engine *e, struct seq *s, enum engine_finish f, const char *stop_reason, const char *error,
                 double now);

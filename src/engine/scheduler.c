@@ -292,11 +292,12 @@ int sched_init(struct engine *e)
     e->p_chunk = malloc((size_t)S * sizeof *e->p_chunk);
     e->logits = backend_host_alloc(e->model->be, (size_t)S * V * sizeof(float)); /* pinned on a GPU */
     e->scratch_logits = malloc(V * sizeof(float));
+    e->samples = malloc((size_t)S * sizeof *e->samples);
     e->running = malloc((size_t)S * sizeof *e->running);
     e->cap_running = S;
     if (!e->p_tokens || !e->p_positions || !e->p_slots || !e->p_query_start || !e->p_context_len ||
         !e->p_block_tables || !e->p_logits_index || !e->p_seqs || !e->p_chunk || !e->logits || !e->scratch_logits ||
-        !e->running)
+        !e->samples || !e->running)
         return IFD_ERR_NOMEM;
     return 0;
 }
@@ -314,6 +315,7 @@ void sched_free(struct engine *e)
     free(e->p_chunk);
     if (e->model) backend_host_free(e->model->be, e->logits);
     free(e->scratch_logits);
+    free(e->samples);
     free(e->running);
     free(e->waiting);
 }

@@ -174,36 +174,54 @@ static void end_choice(struct engine *e, struct seq *s, struct engine_chunk *c, 
     engine_emit(e, r, c, r->n_done == r->n_seqs);
 }
 
-void seq_advance(struct engine *e, struct seq *s, float *logits, double now)
+int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratch, struct engine_logprob *lp)
 {
-    struct request *r = s->req;
-    const struct engine_params *p = &r->params;
+    const struct engine_params *p = &s->req->params;
     int V = e->model->hp.n_vocab;
-    struct engine_chunk *c = chunk_new(s->choice);
-    if (!c) {
-        seq_finish(e, s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
-        return;
-    }
     double lse = 0;
-    if (p->logprobs >= 0) {
-        c->logprobs = calloc(1, sizeof *c->logprobs);
-        memcpy(e->scratch_logits, logits, (size_t)V * sizeof *logits); /* raw row, before penalties */
+    if (lp) {
+        memcpy(scratch, logits, (size_t)V * sizeof *logits); /* raw row, before penalties */
         lse = logsumexp(logits, V);
-        if (c->logprobs) top_logprobs(logits, V, p->logprobs, lse, c->logprobs);
+        top_logprobs(logits, V, p->logprobs, lse, lp);
     }
     if (s->n_generated < p->min_tokens) {
         for (int i = 0; i < e->n_eog; i++) logits[e->eog_ids[i]] = -INFINITY;
         for (int i = 0; i < p->n_stop_ids; i++) logits[p->stop_ids[i]] = -INFINITY;
     }
     int32_t id = sampler_sample(&s->sampler, logits);
+    if (lp) {
+        lp->id = id;
+        lp->logprob = (float)(scratch[id] - lse);
+    }
+    return id;
+}
+
+void seq_advance(struct engine *e, struct seq *s, float *logits, double now)
+{
+    struct engine_logprob *lp = NULL;
+    if (s->req->params.logprobs >= 0 && !(lp = calloc(1, sizeof *lp))) {
+        seq_finish(e, s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
+        return;
+    }
+    int32_t id = seq_sample(e, s, logits, e->scratch_logits, lp);
+    seq_advance_sampled(e, s, id, lp, now);
+}
+
+void seq_advance_sampled(struct engine *e, struct seq *s, int32_t id, struct engine_logprob *lp, double now)
+{
+    struct request *r = s->req;
+    const struct engine_params *p = &r->params;
+    struct engine_chunk *c = chunk_new(s->choice);
+    if (!c) {
+        free(lp);
+        seq_finish(e, s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
+        return;
+    }
+    c->logprobs = lp;
     sampler_accept(&s->sampler, id);
     s->tokens[s->n_tokens++] = id;
     s->n_generated++;
     r->completion_tokens++;
-    if (c->logprobs) {
-        c->logprobs->id = id;
-        c->logprobs->logprob = (float)(e->scratch_logits[id] - lse);
-    }
     c->token_ids = malloc(sizeof *c->token_ids);
     if (c->token_ids) c->token_ids[c->n_tokens++] = id;
 

@@ -68,6 +68,8 @@ static const struct option_row g_rows[] = {
       "token budget of one engine step: longer prompts are prefilled in chunks" },
     { "max-num-seqs", 0, OPT_INT, F(max_num_seqs), "64", "INFERD_MAX_NUM_SEQS,OPTION_MAX_ROLLING_BATCH_SIZE,MAX_BATCH_SIZE",
       CMD_ALL, "sequences decoded together at most" },
+    { "sampling-threads", 0, OPT_INT, F(sampling_threads), "0", "INFERD_SAMPLING_THREADS", CMD_ALL,
+      "threads that sample a step's rows in parallel (0: 1 on the CPU backend, up to 8 on a GPU)" },
     { "max-queued-requests", 0, OPT_INT, F(max_queued_requests), "256", "INFERD_MAX_QUEUED_REQUESTS,MAX_CONCURRENT_REQUESTS",
       CMD_ALL, "requests waiting at most; more are refused (HTTP 429)" },
     { "kv-cache-memory", 0, OPT_SIZE, F(kv_cache_memory), "0", "INFERD_KV_CACHE_MEMORY", CMD_ALL,
@@ -358,6 +360,8 @@ int config_validate(const struct config *c, char *err, size_t errlen)
     if (c->max_num_seqs < 1 || c->max_num_seqs > 4096 || c->max_num_seqs > c->max_num_batched_tokens)
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-num-seqs must be in [1, min(4096, --max-num-batched-tokens)]");
     if (c->max_queued_requests < 1) return ifd_fail(err, errlen, IFD_ERR_INVALID, "--max-queued-requests must be >= 1");
+    if (c->sampling_threads < 0 || c->sampling_threads > 256)
+        return ifd_fail(err, errlen, IFD_ERR_INVALID, "--sampling-threads must be in [0, 256]");
     if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
         return ifd_fail(err, errlen, IFD_ERR_INVALID, "--gpu-memory-utilization must be in (0, 1]");
     if (strcmp(c->kv_cache_dtype, "auto") && strcmp(c->kv_cache_dtype, "f16") && strcmp(c->kv_cache_dtype, "q8_0"))

@@ -56,11 +56,14 @@ static void fx_free(struct fixture *f)
     backend_destroy(f->be);
 }
 
+static int g_sampling_threads; /* make_engine's engine_config.sampling_threads (0: the default) */
+
 static struct engine *make_engine(struct fixture *f, int kv_blocks, int budget, int max_seqs, int max_queued,
                                   bool prefix)
 {
     struct engine_config c;
     engine_config_default(&c);
+    c.sampling_threads = g_sampling_threads;
     if (kv_blocks) c.kv_cache_bytes = (size_t)kv_blocks * kv_cache_block_bytes(&f->m->hp, c.block_size, KV_F16);
     if (budget) c.max_num_batched_tokens = budget;
     if (max_seqs) c.max_num_seqs = max_seqs;
@@ -78,6 +81,8 @@ static struct engine *make_engine(struct fixture *f, int kv_blocks, int budget, 
 struct result {
     int32_t ids[ENGINE_MAX_N][512];
     int n[ENGINE_MAX_N];
+    float logprob[ENGINE_MAX_N][512]; /* of each sampled token, when requested */
+    int32_t top_id[ENGINE_MAX_N][512]; /* the most likely alternative, when requested */
     char text[ENGINE_MAX_N][4096];
     size_t text_len[ENGINE_MAX_N];
     enum engine_finish finish[ENGINE_MAX_N];
@@ -98,7 +103,13 @@ static enum take_result take(struct engine_stream *s, struct result *res, int ti
     if (rc) return TAKE_NOTHING;
     int k = c->choice;
     ASSERT(k >= 0 && k < ENGINE_MAX_N);
-    for (int i = 0; i < c->n_tokens && res->n[k] < 512; i++) res->ids[k][res->n[k]++] = c->token_ids[i];
+    for (int i = 0; i < c->n_tokens && res->n[k] < 512; i++) {
+        if (c->logprobs) {
+            res->logprob[k][res->n[k]] = c->logprobs[i].logprob;
+            res->top_id[k][res->n[k]] = c->logprobs[i].n_top ? c->logprobs[i].top_ids[0] : -1;
+        }
+        res->ids[k][res->n[k]++] = c->token_ids[i];
+    }
     if (c->text_len && res->text_len[k] + c->text_len < sizeof res->text[k]) {
         memcpy(res->text[k] + res->text_len[k], c->text, c->text_len);
         res->text_len[k] += c->text_len;
@@ -160,11 +171,13 @@ static void run_requests(struct fixture *f, struct engine *e, int n, const int *
     free(s);
 }
 
-/* got's first choice has exactly want's tokens (what), with want's finish reason. */
+/* got's first choice has exactly want's tokens (what), logprobs and finish reason. */
 static void assert_same_output(const struct result *got, const struct result *want, const char *what)
 {
     ASSERT_EQ(got->n[0], want->n[0]);
     ASSERT_MSG(memcmp(got->ids[0], want->ids[0], (size_t)want->n[0] * 4) == 0, "%s", what);
+    ASSERT_MSG(memcmp(got->logprob[0], want->logprob[0], (size_t)want->n[0] * 4) == 0, "%s (logprobs)", what);
+    ASSERT_MSG(memcmp(got->top_id[0], want->top_id[0], (size_t)want->n[0] * 4) == 0, "%s (top logprobs)", what);
     ASSERT_EQ(got->finish[0], want->finish[0]);
 }
 
@@ -452,6 +465,59 @@ TEST(engine_seeded_sampling_batch_independent)
     fx_free(&f);
 }
 
+/* Rows sampled on a pool of sampling threads (what a GPU host gets by
+ * default) give what the engine thread alone gives: seeded top-p sampling
+ * with penalties and logprobs, greedy rows, and an n = 2 request whose first
+ * token forks on the engine thread. */
+TEST(engine_sampling_threads_same_output)
+{
+    struct fixture f;
+    fx_init(&f);
+    enum { N = 6 };
+    const int start[N] = { 0, 90, 170, 260, 350, 440 }, len[N] = { 30, 12, 50, 7, 41, 23 };
+    struct engine_params p;
+    engine_params_default(&p);
+    p.sampling.temperature = 0.8f;
+    p.sampling.top_p = 0.9f;
+    p.sampling.repetition_penalty = 1.1f;
+    p.sampling.seed = 99;
+    p.has_seed = true;
+    p.logprobs = 2;
+    p.max_tokens = 20;
+    static struct result alone[N], together[N], greedy_alone[N], greedy_together[N], pair;
+    struct engine *e = make_engine(&f, 0, 0, 0, 0, true);
+    run_requests(&f, e, N, start, len, NULL, &p, false, alone);
+    struct engine_params g;
+    greedy_params(&g, 16);
+    run_requests(&f, e, N, start, len, NULL, &g, false, greedy_alone);
+    engine_destroy(e);
+
+    struct engine_config c;
+    engine_config_default(&c);
+    c.kv_cache_bytes = 64u << 20;
+    c.max_model_len = 2048;
+    c.sampling_threads = 3;
+    char err[512];
+    ASSERT_MSG(engine_create(&e, f.m, f.tok, &c, err, sizeof err) == 0, "%s", err);
+    run_requests(&f, e, N, start, len, NULL, &p, true, together);
+    run_requests(&f, e, N, start, len, NULL, &g, true, greedy_together);
+    for (int i = 0; i < N; i++) {
+        assert_same_output(&together[i], &alone[i], "sampled on the pool: different tokens");
+        assert_same_output(&greedy_together[i], &greedy_alone[i], "greedy on the pool: different tokens");
+    }
+    g.n = 2;
+    memset(&pair, 0, sizeof pair);
+    drain(submit(e, f.text + start[2], len[2], &g), &pair);
+    assert_same_output(&pair, &greedy_alone[2], "a forked request on the pool differs");
+    ASSERT_EQ(pair.n[1], greedy_alone[2].n[0]);
+    assert_pool_intact(e);
+    engine_destroy(e);
+    c.sampling_threads = 300;
+    ASSERT_EQ(engine_create(&e, f.m, f.tok, &c, err, sizeof err), IFD_ERR_INVALID);
+    ASSERT(strstr(err, "sampling_threads"));
+    fx_free(&f);
+}
+
 TEST(engine_stop_strings_across_tokens)
 {
     struct fixture f;
@@ -697,11 +763,13 @@ static void on_note(void *arg)
     pthread_mutex_unlock(&g_note_mu);
 }
 
-static void run_stress(int n_requests, int max_prompt, uint64_t seed)
+static void run_stress(int n_requests, int max_prompt, uint64_t seed, int sampling_threads)
 {
     struct fixture f;
     fx_init(&f);
+    g_sampling_threads = sampling_threads;
     struct engine *e = make_engine(&f, 40, 64, 16, 32, true);
+    g_sampling_threads = 0;
     struct rng g;
     rng_seed(&g, seed);
     struct stress_req *reqs = calloc((size_t)n_requests, sizeof *reqs);
@@ -768,5 +836,6 @@ static void run_stress(int n_requests, int max_prompt, uint64_t seed)
     fx_free(&f);
 }
 
-TEST(engine_stress_random) { run_stress(150, 100, 2024); }
-TEST(engine_stress_random_long) { run_stress(1500, 300, 7); }
+/* the short run samples on 3 threads (a GPU host's default path), the long one on the engine thread */
+TEST(engine_stress_random) { run_stress(150, 100, 2024, 3); }
+TEST(engine_stress_random_long) { run_stress(1500, 300, 7, 0); }
