@@ -54,7 +54,7 @@ TEST_ENTRY(engine_sampling_threads_same_output, 120, TIER_DEFAULT)
 TEST_ENTRY(engine_stop_strings_across_tokens, 120, TIER_DEFAULT)
 TEST_ENTRY(engine_n_choices_share_prompt_blocks, 120, TIER_DEFAULT)
 TEST_ENTRY(engine_cancel_queue_full_and_refusals, 120, TIER_DEFAULT)
-TEST_ENTRY(engine_stress_random, 300, TIER_DEFAULT)
+TEST_ENTRY(engine_stress_random, 600, TIER_DEFAULT)
 TEST_ENTRY(engine_stress_random_long, 1800, TIER_FULL)
 
 #include "test_list_tokenizer.h"
