@@ -141,14 +141,8 @@ CPU_DEFINE_ROWS_GEMM(gemm_bf16, bf16_t, float, 1, dot_bf16w)
 static void load_row(const struct cpu_attn_task *t, const uint8_t *base, int p, float *row)
 {
     size_t slot = (size_t)t->table[p / t->block_size] * t->block_size + p % t->block_size;
-    const uint8_t *src = base + slot * t->row_bytes;
-    if (t->dtype == KV_Q8_0) {
-        const block_q8_0 *b = (const block_q8_0 *)src;
-        for (int i = 0; i < t->head_dim; i++) row[i] = f16_to_f32(b[i / QK8_0].d) * (float)b[i / QK8_0].qs[i % QK8_0];
-    } else {
-        const f16_t *h = (const f16_t *)src;
-        for (int i = 0; i < t->head_dim; i++) row[i] = f16_to_f32(h[i]);
-    }
+    /* a head is whole Q8_0 blocks (kv_cache_check_dtype), so quant.c's row dequantizer applies */
+    dequant_row(t->dtype == KV_Q8_0 ? QT_Q8_0 : QT_F16, base + slot * t->row_bytes, row, t->head_dim);
 }
 
 /* In place: scores -> exp against the max, sum in double, weights rounded to half. */
