@@ -368,8 +368,7 @@ static void sample_rows(void *arg, int ith, int nth)
     float *scratch = e->sample_pool ? e->sample_scratch + (size_t)ith * V : e->scratch_logits;
     for (int i = ith; i < e->n_samples; i += nth) {
         struct row_sample *rs = &e->samples[i];
-        if (rs->forks || rs->oom) continue;
-        rs->id = seq_sample(e, rs->s, rs->row, scratch, rs->lp);
+        if (!rs->forks) rs->id = seq_sample(e, rs->s, rs->row, scratch, &rs->lp);
     }
 }
 
@@ -398,7 +397,6 @@ static void postprocess(struct engine *e)
             struct row_sample *rs = &e->samples[e->n_samples++];
             *rs = (struct row_sample){ .s = s, .row = e->logits + (size_t)row++ * V,
                                        .forks = r->n_seqs != r->params.n && s->choice == 0 };
-            if (!rs->forks && r->params.logprobs >= 0) rs->oom = !(rs->lp = calloc(1, sizeof *rs->lp));
         }
     }
     if (e->sample_pool && e->n_samples > 1) pool_run(e->sample_pool, sample_rows, e);
@@ -406,7 +404,6 @@ static void postprocess(struct engine *e)
     for (int i = 0; i < e->n_samples; i++) {
         struct row_sample *rs = &e->samples[i];
         if (rs->forks) advance(e, rs->s, rs->row, now);
-        else if (rs->oom) seq_finish(e, rs->s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
         else seq_advance_sampled(e, rs->s, rs->id, rs->lp, now);
     }
     pthread_mutex_lock(&e->stats_mu);

@@ -35,9 +35,8 @@ struct row_sample {
     struct seq *s;
     float *row;
     bool forks;                 /* an n > 1 request's first token: advanced as before (advance()) */
-    int32_t id;
+    int32_t id;                 /* -1: out of memory */
     struct engine_logprob *lp;  /* when the request wants logprobs */
-    bool oom;
 };
 
 /* One generated continuation (a choice) and its KV blocks. */
@@ -170,11 +169,13 @@ int seq_fork(struct engine *e, struct request *r);
  * seq_sample then seq_advance_sampled. */
 void seq_advance(struct engine *e, struct seq *s, float *logits, double now);
 /* The part of seq_advance that reads the whole row: min_tokens masking, the
- * sampler and, with lp, the log-softmax (raw row copied to scratch, n_vocab
- * floats). Touches only s's sampler and the arguments, so rows of different
- * sequences may be sampled on different threads. */
-int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratch, struct engine_logprob *lp);
-/* The rest: records id, emits text and logprobs (lp is consumed), finishes the choice when due. */
+ * sampler and, when the request asks for logprobs, the log-softmax into a new
+ * *lp (raw row copied to scratch, n_vocab floats; else *lp is NULL). Returns
+ * the token, or -1 when out of memory. Touches only s's sampler and the
+ * arguments, so rows of different sequences may be sampled on different threads. */
+int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratch, struct engine_logprob **lp);
+/* The rest: records id (-1: fails the choice, out of memory), emits text and
+ * logprobs (lp is consumed), finishes the choice when due. */
 void seq_advance_sampled(struct engine *e, struct seq *s, int32_t id, struct engine_logprob *lp, double now);
 /* Ends a choice (finished, cancelled or failed), frees its blocks, emits its last chunk. */
 void seq_finish(struct engine *e, struct seq *s, enum engine_finish f, const char *stop_reason, const char *error,

@@ -174,11 +174,15 @@ static void end_choice(struct engine *e, struct seq *s, struct engine_chunk *c, 
     engine_emit(e, r, c, r->n_done == r->n_seqs);
 }
 
-int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratch, struct engine_logprob *lp)
+int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratch, struct engine_logprob **lp_out)
 {
     const struct engine_params *p = &s->req->params;
     int V = e->model->hp.n_vocab;
     double lse = 0;
+    struct engine_logprob *lp = NULL;
+    *lp_out = NULL;
+    if (p->logprobs >= 0 && !(lp = calloc(1, sizeof *lp))) return -1;
+    *lp_out = lp;
     if (lp) {
         memcpy(scratch, logits, (size_t)V * sizeof *logits); /* raw row, before penalties */
         lse = logsumexp(logits, V);
@@ -198,17 +202,17 @@ int32_t seq_sample(struct engine *e, struct seq *s, float *logits, float *scratc
 
 void seq_advance(struct engine *e, struct seq *s, float *logits, double now)
 {
-    struct engine_logprob *lp = NULL;
-    if (s->req->params.logprobs >= 0 && !(lp = calloc(1, sizeof *lp))) {
-        seq_finish(e, s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
-        return;
-    }
-    int32_t id = seq_sample(e, s, logits, e->scratch_logits, lp);
+    struct engine_logprob *lp;
+    int32_t id = seq_sample(e, s, logits, e->scratch_logits, &lp);
     seq_advance_sampled(e, s, id, lp, now);
 }
 
 void seq_advance_sampled(struct engine *e, struct seq *s, int32_t id, struct engine_logprob *lp, double now)
 {
+    if (id < 0) {
+        seq_finish(e, s, ENGINE_FINISH_ERROR, NULL, "out of memory", now);
+        return;
+    }
     struct request *r = s->req;
     const struct engine_params *p = &r->params;
     struct engine_chunk *c = chunk_new(s->choice);
