@@ -90,7 +90,6 @@ template <int ND>
 __global__ void attn_kernel(ik_attention_args a)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    allow_dependents(); // the output projection's GEMV may start loading weights (ik_common.cuh)
     const int hd = a.head_dim, G = a.n_head / a.n_head_kv, W = blockDim.x >> 5, stride = hd + 2;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, kvh = blockIdx.y, z = blockIdx.z;
     const ik_attn_tile t = a.tiles[blockIdx.x];
@@ -156,7 +155,6 @@ __global__ void attn_kernel(ik_attention_args a)
 // Merges the splits of each pair: rescales every split's sum and accumulator to the global max.
 __global__ void combine_kernel(ik_attention_args a)
 {
-    allow_dependents();
     const int hd = a.head_dim, G = a.n_head / a.n_head_kv, W = blockDim.x >> 5;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, kvh = blockIdx.y;
     const ik_attn_tile t = a.tiles[blockIdx.x];

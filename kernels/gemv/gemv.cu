@@ -29,13 +29,6 @@ constexpr int WARPS = 4;
 
 // ---- quantized types: 32-element chunks decoded by ik_quant.cuh ----
 
-template <int T> struct qrow {
-    static __device__ __forceinline__ int64_t row_bytes(int64_t n_in)
-    {
-        return n_in / qtraits<T>::block * qtraits<T>::bytes;
-    }
-};
-
 // acc[t] += w . x[t] over this lane's 32-element chunks of one quantized row.
 template <int T, int NMAX>
 __device__ __forceinline__ void row_dot_quant(const uint8_t *row, const float *x, int n, int64_t n_in, int lane,
@@ -158,8 +151,6 @@ __device__ __forceinline__ void row_dot_float(const uint8_t *row, const uint8_t 
     uint4 a[U], b[U];
     bool full = c + 32 * (U - 1) < n_vec;
     if (full) load_batch<U, UP>(w, wu, c, a, b);
-    // the first batch of weights is in flight while the kernel before (PDL) finishes x
-    wait_for_inputs();
     while (full) {
 #pragma unroll
         for (int j = 0; j < U; j++) {
@@ -190,7 +181,7 @@ template <int T> struct is_float { static constexpr bool value = T == T_BF16 || 
 template <int T> __device__ __forceinline__ int64_t row_bytes_of(int64_t n_in)
 {
     if constexpr (is_float<T>::value) return n_in * fvec<T>::SIZE;
-    else return qrow<T>::row_bytes(n_in);
+    else return n_in / qtraits<T>::block * qtraits<T>::bytes;
 }
 
 // Up to IK_GEMV_MAX_W matrices of the same row length and type, stacked row
@@ -209,7 +200,6 @@ template <int T, int NMAX>
 __global__ void __launch_bounds__(WARPS * 32, NMAX == 1 && (T == T_BF16 || T == T_F16) ? 8 : 1)
     gemv_kernel(gemv_mats m, const uint8_t *w_up, const float *x, int n, int64_t n_in, int accumulate)
 {
-    allow_dependents();
     const int lane = threadIdx.x & 31;
     int64_t r = (int64_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
     if (r >= m.rows) return;
@@ -232,7 +222,6 @@ __global__ void __launch_bounds__(WARPS * 32, NMAX == 1 && (T == T_BF16 || T == 
         if (w_up) row_dot_float<T, NMAX, true>(w + r * rb, w_up + r * rb, x, n, n_in, lane, acc, up);
         else row_dot_float<T, NMAX, false>(w + r * rb, nullptr, x, n, n_in, lane, acc, up);
     } else {
-        wait_for_inputs();
         row_dot_quant<T, NMAX>(w + r * rb, x, n, n_in, lane, acc);
         if (w_up) row_dot_quant<T, NMAX>(w_up + r * rb, x, n, n_in, lane, up);
     }
@@ -258,8 +247,9 @@ int launch(const gemv_mats &m, const void *w_up, const float *x, int n, int64_t 
 {
     const unsigned grid = grid_for(m.rows, WARPS);
     const uint8_t *wu = (const uint8_t *)w_up;
-    if (n == 1) return launch_pdl(gemv_kernel<T, 1>, grid, WARPS * 32, s, m, wu, x, n, n_in, acc);
-    return launch_pdl(gemv_kernel<T, IK_GEMV_MAX_N>, grid, WARPS * 32, s, m, wu, x, n, n_in, acc);
+    if (n == 1) gemv_kernel<T, 1><<<grid, WARPS * 32, 0, s>>>(m, wu, x, n, n_in, acc);
+    else gemv_kernel<T, IK_GEMV_MAX_N><<<grid, WARPS * 32, 0, s>>>(m, wu, x, n, n_in, acc);
+    return launch_status();
 }
 
 int block_of(int type)

@@ -21,7 +21,6 @@ __global__ void __launch_bounds__(THREADS)
     rms_norm_rows(float *x, const float *r, const float *w, float *out, int dim, float eps)
 {
     __shared__ double part[THREADS / 32];
-    allow_dependents(); // the GEMV after a norm may start loading weights (ik_common.cuh)
     float *xr = x + (int64_t)blockIdx.x * dim;
     float *orow = out + (int64_t)blockIdx.x * dim;
     double ss = 0;

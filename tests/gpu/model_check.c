@@ -442,7 +442,8 @@ static void gemm_vs_cublas(struct gc *g, int m, int k, int n, FILE *out)
 struct gemv_shape {
     const char *name;
     int64_t n_in, n_out;
-    int up, per_layer;
+    int up;
+    int per_step;    /* launches in one Llama-3-8B decode step (32 layers); 0: shown, not counted */
     int64_t kv_rows; /* > 0: Q with K and V of kv_rows each, in one ik_gemv_multi launch */
 };
 
@@ -451,11 +452,11 @@ struct gemv_shape {
 static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, float *y)
 {
     size_t bytes = qtype_row_bytes(t, sh->n_in) * (size_t)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
-    int copies = (int)((size_t)256 << 20) / (int)(bytes < ((size_t)1 << 30) ? bytes : ((size_t)1 << 30)) + 1;
+    size_t copies = ((size_t)256 << 20) / bytes + 1;
     if (copies > 64) copies = 64;
     void *w[64] = { 0 };
     int n_w = 0;
-    for (; n_w < copies; n_w++) {
+    for (; n_w < (int)copies; n_w++) {
         if (cudaMalloc(&w[n_w], bytes)) break;
         cudaMemset(w[n_w], 0x3c, bytes); /* bf16 0x3c3c = 0.0115: finite for every type */
     }
@@ -498,9 +499,9 @@ static void bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, FIL
     static const struct gemv_shape shapes[] = {
         /* k,v alone: what one launch per matrix cost before Q, K and V shared one */
         { "k,v alone 4096->1024", 4096, 1024, 0, 0, 0 },
-        { "qkv 4096->4096+2x1024", 4096, 4096, 0, 1, 1024 }, { "o 4096->4096", 4096, 4096, 0, 1, 0 },
-        { "gate+up 4096->2x14336", 4096, 14336, 1, 1, 0 },   { "down 14336->4096", 14336, 4096, 0, 1, 0 },
-        { "head 4096->128256", 4096, 128256, 0, 0, 0 },
+        { "qkv 4096->4096+2x1024", 4096, 4096, 0, 32, 1024 }, { "o 4096->4096", 4096, 4096, 0, 32, 0 },
+        { "gate+up 4096->2x14336", 4096, 14336, 1, 32, 0 },   { "down 14336->4096", 14336, 4096, 0, 32, 0 },
+        { "head 4096->128256", 4096, 128256, 0, 1, 0 },
     };
     float *x = NULL, *y = NULL;
     if (cudaMalloc((void **)&x, 14336 * 4) || cudaMalloc((void **)&y, 128256 * 4)) {
@@ -524,7 +525,7 @@ static void bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, FIL
         double b = (double)qtype_row_bytes(t, sh->n_in) * (double)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
         gc_record(g, "bench/gemv", shape, 1, "%.1f us, %.0f GB/s = %.0f%% of copy bandwidth", ts * 1e6, b / ts * 1e-9,
                   100 * b / ts / bw);
-        if (sh->per_layer || strstr(sh->name, "head")) total += ts * (sh->per_layer ? 32 * sh->per_layer : 1);
+        total += ts * sh->per_step;
     }
     if (ok)
         gc_record(g, "bench/gemv", "llama3-8b decode step", 1,
