@@ -39,7 +39,7 @@ struct config {
     int ctx_size;              /* engine max_model_len (0: the model's) */
     int max_num_batched_tokens;/* token budget of one engine step (prefill chunk size) */
     int max_num_seqs;
-    int sampling_threads;
+    int sampling_threads;      /* engine: threads sampling a step's rows (0: by backend) */
     int max_queued_requests;
     uint64_t kv_cache_memory;  /* bytes; 0: derived from available memory */
     char kv_cache_dtype[8];    /* auto | f16 | q8_0 */

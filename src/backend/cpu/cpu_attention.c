@@ -305,7 +305,8 @@ static int attend_phased(struct cpu_ctx *c, const struct be_attention *a, int64_
         struct cpu_attn_task *t = &j.tasks[i];
         *t = (struct cpu_attn_task){
             .q = f + (size_t)i * per_task_max, .out_stride = (size_t)a->n_head * hd, .n_rows = r1 - r0, .G = G,
-            .head_dim = hd, .n_vis = n_vis + i * QUERY_CHUNK, .table = p->block_tables + (size_t)seq * p->max_blocks, .block_size = a->block_size, .scale = a->scale,
+            .head_dim = hd, .n_vis = n_vis + i * QUERY_CHUNK, .table = p->block_tables + (size_t)seq * p->max_blocks,
+            .block_size = a->block_size, .scale = a->scale,
             .out = a->out + (size_t)r0 * a->n_head * hd + (size_t)kvh * G * hd,
         };
         task_kv(t, a, kvh);
