@@ -64,6 +64,11 @@ struct ik_rope_args {
     const float *freq_factors;  /* (rope_dim / 2) device, or NULL */
 };
 int ik_rope(const struct ik_rope_args *a, void *stream);
+/* ik_rope, then rows t of the rotated k and of v (n, n_head_kv * head_dim)
+ * stored at slot slots[t] of the f16 caches (device; -1 = skip), as
+ * ik_kv_store would: one launch instead of two. */
+int ik_rope_kv_store(const struct ik_rope_args *a, uint16_t *k_cache, uint16_t *v_cache, const float *v,
+                     const int32_t *slots, void *stream);
 
 /* ---- kv/: paged KV cache writes (caches are f16 bits) ----
  * kv_store: rows t of k and v (n, kv_dim) f32 -> slot slots[t] (device; -1 = skip).
@@ -84,10 +89,11 @@ int ik_silu_mul(float *h, const float *u, int64_t n, void *stream);
  * sequence; a CUDA block takes (tile, KV head, context split) with one warp
  * per (row, query head) pair, so rows_per_tile * (n_head / n_head_kv) <= 32.
  * Row r sees positions 0..min(positions[r], context_len[seq] - 1).
- * n_split > 1 splits each tile's context in split_len pieces (a multiple of
- * 32) combined afterwards through `partial`, which must hold
- * ik_attention_partial_floats() floats; with n_split == 1 split_len must be
- * at least the longest context (INT32_MAX is fine). */
+ * n_split > 1 splits each tile's visible context evenly (in multiples of 32
+ * positions) over n_split blocks, combined afterwards through `partial`,
+ * which must hold ik_attention_partial_floats() floats. The split follows
+ * the context of this step, not the one n_split was planned for, so a CUDA
+ * graph's plan (sized for the longest context) spreads short ones too. */
 #define IK_ATTN_MAX_HEAD_DIM 256
 #define IK_ATTN_SPLIT_ALIGN 32
 struct ik_attn_tile {
@@ -105,7 +111,7 @@ struct ik_attention_args {
     int max_blocks;
     const struct ik_attn_tile *tiles; /* (n_tiles) */
     int n_tiles, rows_per_tile;
-    int n_split, split_len;
+    int n_split;
     float *partial;
 };
 static inline size_t ik_attention_partial_floats(int n_tiles, int n_head_kv, int warps, int n_split, int head_dim)

@@ -130,6 +130,11 @@ struct backend_ops {
     /* Writes k and v rows (n, kv_dim) into the paged cache at slot_mapping (host, -1 = skip). */
     void (*kv_store)(struct backend *be, struct be_kv_layer kv, const float *k, const float *v, int n, int kv_dim,
                      const int32_t *slot_mapping);
+    /* (optional) ->rope, then ->kv_store of the rotated k and of v (r->n rows
+     * of r->n_head_kv * r->head_dim) in one pass: on a GPU one launch per
+     * layer instead of two. NULL: model/ calls the two. */
+    void (*rope_kv_store)(struct backend *be, const struct be_rope *r, struct be_kv_layer kv, const float *v,
+                          const int32_t *slot_mapping);
     void (*attention)(struct backend *be, const struct be_attention *a);
     /* Copies whole KV blocks src[i] -> dst[i] of one layer (block_bytes per
      * block for K and for V): copy-on-write of shared blocks. */

@@ -10,8 +10,10 @@
 // handles (tile, KV head, context split): one warp per (row, query head of
 // the GQA group) pair, so the K/V rows it stages in shared memory serve
 // rows_per_tile * G pairs. Decode uses 1-row tiles and splits long contexts
-// so that even batch 1 fills the GPU; prefill uses several rows per tile and
-// no split. Rows see positions 0..min(position, context_len - 1): causal by
+// so that even batch 1 fills the GPU (each of the n_split blocks takes an
+// even share of the step's context, in whole 32-position tiles, so a CUDA
+// graph planned for the longest context still spreads a short one); prefill
+// uses several rows per tile and no split. Rows see positions 0..min(position, context_len - 1): causal by
 // position, which covers prefill chunks over a cached prefix and decodes.
 //
 // Per 32-position K/V tile: lane j scores position p0 + j against the warp's
@@ -86,6 +88,15 @@ __device__ __forceinline__ float score(const __half *q, const __half *k, int hd)
     return s;
 }
 
+// Positions per split of a context of kv_end: all of it, or an even share
+// rounded up to whole K/V tiles (later splits of a short context get none).
+__device__ __forceinline__ int len_of_split(int kv_end, int n_split)
+{
+    if (n_split == 1) return kv_end;
+    int per = (kv_end + n_split - 1) / n_split;
+    return (per + KT - 1) / KT * KT;
+}
+
 template <int ND>
 __global__ void attn_kernel(ik_attention_args a)
 {
@@ -103,7 +114,8 @@ __global__ void attn_kernel(ik_attention_args a)
     __syncthreads();
     if (lane == 0 && pc.n_vis > 0) atomicMax(kv_end, pc.n_vis);
     __syncthreads();
-    const int s0 = z * a.split_len, s1 = min(s0 + a.split_len, *kv_end);
+    const int s0 = min(z * len_of_split(*kv_end, a.n_split), *kv_end);
+    const int s1 = min(s0 + len_of_split(*kv_end, a.n_split), *kv_end);
     const int32_t *table = a.block_tables + (int64_t)t.seq * a.max_blocks;
 
     float m = -INFINITY, l = 0.f, acc[ND];
@@ -201,8 +213,7 @@ extern "C" int ik_paged_attention(const struct ik_attention_args *a, void *strea
 {
     cudaStream_t s = (cudaStream_t)stream;
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv || a->head_dim % 8 || a->head_dim > IK_ATTN_MAX_HEAD_DIM ||
-        a->rows_per_tile < 1 || a->n_split < 1 || (a->n_split > 1 && (!a->partial || a->split_len % KT)) ||
-        a->split_len < 1 || a->block_size < 1)
+        a->rows_per_tile < 1 || a->n_split < 1 || (a->n_split > 1 && !a->partial) || a->block_size < 1)
         return cudaErrorInvalidValue;
     int warps = a->rows_per_tile * (a->n_head / a->n_head_kv);
     if (warps > 32) return cudaErrorInvalidValue;

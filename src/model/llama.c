@@ -185,8 +185,12 @@ static void attention_block(const struct model *m, struct model_workspace *ws, s
                             .head_dim = hp->head_dim, .rope_dim = hp->rope_dim, .neox = hp->rope_neox,
                             .positions = plan->positions, .theta_scale = m->rope_theta_scale,
                             .freq_scale = hp->rope_scale, .freq_factors = m->rope_factors };
-    be->ops->rope(be, &rope);
-    be->ops->kv_store(be, kv->layers[l], ws->k, ws->v, n, kv_dim, plan->slot_mapping);
+    if (be->ops->rope_kv_store) {
+        be->ops->rope_kv_store(be, &rope, kv->layers[l], ws->v, plan->slot_mapping);
+    } else {
+        be->ops->rope(be, &rope);
+        be->ops->kv_store(be, kv->layers[l], ws->k, ws->v, n, kv_dim, plan->slot_mapping);
+    }
     struct be_attention att = { .q = ws->q, .out = ws->att, .kv = kv->layers[l], .n_head = hp->n_head,
                                 .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim, .block_size = kv->block_size,
                                 .scale = 1.f / sqrtf((float)hp->head_dim), .plan = plan };

@@ -18,7 +18,9 @@
 #include "inferd/error.h"
 #include "inferd/log.h"
 #include "inferd/quant.h"
+#include "inferd_kernels.h"
 
+#include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -226,10 +228,41 @@ static void check_embed(struct gc *g)
 
 /* ---- RMSNorm ---- */
 
+/* x += r, then the CPU backend's norm of the sum: what ik_rms_norm_residual must produce. */
+static void check_rms_norm_residual(struct gc *g, int n, int dim, const float *x, const float *w)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "%d x %d + residual", n, dim);
+    size_t cnt = (size_t)n * dim;
+    float *r = malloc(cnt * 4), *sum = malloc(cnt * 4), *want = malloc(cnt * 4);
+    gc_fill(g, r, cnt, 2.f);
+    for (size_t i = 0; i < cnt; i++) sum[i] = x[i] + r[i];
+    g->cpu->ops->rms_norm(g->cpu, sum, w, want, n, dim, 1e-5f);
+    float *dx = gc_gpu_upload(g, x, cnt * 4), *dr = gc_gpu_upload(g, r, cnt * 4), *dw = gc_gpu_upload(g, w, (size_t)dim * 4);
+    float *dout = gc_gpu_upload(g, NULL, cnt * 4);
+    g->gpu->ops->sync(g->gpu); /* the uploads ran on the backend's stream; the kernel runs on the default one */
+    int rc = ik_rms_norm_residual(dx, dr, dw, dout, n, dim, 1e-5f, NULL);
+    if (!rc) rc = (int)cudaDeviceSynchronize();
+    if (rc) {
+        gc_record(g, "rms_norm+res", shape, 0, "CUDA error %d", rc);
+    } else {
+        expect_gpu(g, "rms_norm+res", shape, dout, want, cnt, 1e-6, 1e-5, 0);
+        expect_gpu(g, "rms_norm+res/x", shape, dx, sum, cnt, 0, 0, 0); /* the updated residual stream, exactly */
+    }
+    free(r);
+    free(sum);
+    free(want);
+    RELEASE_GPU(g, dx, dr, dw, dout);
+}
+
+/* Shapes cover the plain kernel (130: not a multiple of 4; 20000: wider
+ * than the vector kernel takes) and each vector width (1, 2 and 4 float4s
+ * per thread at 576/4096, 5120/8192 and 16384). */
 static void check_rms_norm(struct gc *g)
 {
-    int shapes[][2] = { { 1, 128 }, { 7, 576 }, { 64, 4096 }, { 3, 5120 } };
-    for (size_t s = 0; s < 4; s++)
+    int shapes[][2] = { { 1, 128 }, { 7, 576 }, { 64, 4096 }, { 3, 5120 }, { 1, 130 }, { 1, 8192 }, { 2, 16384 },
+                        { 1, 20000 } };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int inplace = 0; inplace < 2; inplace++) {
             int n = shapes[s][0], dim = shapes[s][1];
             char shape[96];
@@ -243,6 +276,7 @@ static void check_rms_norm(struct gc *g)
             float *dout = inplace ? dx : gc_gpu_upload(g, NULL, cnt * 4);
             g->gpu->ops->rms_norm(g->gpu, dx, dw, dout, n, dim, 1e-5f);
             expect_gpu(g, "rms_norm", shape, dout, want, cnt, 1e-6, 1e-5, 0);
+            if (!inplace) check_rms_norm_residual(g, n, dim, x, w);
             free(x);
             free(w);
             free(want);
@@ -467,6 +501,87 @@ static void check_rope(struct gc *g)
     }
 }
 
+/* Two f16 caches agree when unwritten (NaN) slots match and written halves
+ * differ by at most one f16 rounding of inputs that differ by an ulp. */
+static void compare_f16_caches(struct gc *g, const char *op, const char *shape, const f16_t *got, const f16_t *want,
+                               size_t n)
+{
+    size_t nan_mismatch = 0, written = 0;
+    double max_rel = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a = f16_to_f32(got[i]), b = f16_to_f32(want[i]);
+        if (isnan(a) || isnan(b)) {
+            nan_mismatch += isnan(a) != isnan(b);
+            continue;
+        }
+        written++;
+        double rel = fabs((double)a - b) / (fabs((double)b) + 1e-3);
+        if (rel > max_rel) max_rel = rel;
+    }
+    gc_record(g, op, shape, nan_mismatch == 0 && written > 0 && max_rel <= 2e-3,
+              "%zu halves written, %zu written/unwritten mismatches, max rel err %.3g (allowed 2e-3)", written,
+              nan_mismatch, max_rel);
+}
+
+/* The fused RoPE + KV store against the CPU's rope then kv_store: q and k
+ * rotated in place as rope does, the rotated k (unrotated tail included) and
+ * v at their slots, slot -1 skipped. */
+static void check_rope_kv_store(struct gc *g)
+{
+    struct { int n, n_head, n_head_kv, head_dim, rope_dim, neox; } cases[] = {
+        { 1, 32, 8, 128, 128, 0 }, { 9, 9, 3, 64, 64, 1 }, { 6, 8, 2, 128, 64, 1 }, { 5, 4, 4, 80, 32, 0 },
+    };
+    const int bs = 16, n_blocks = 8;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n = cases[c].n, hd = cases[c].head_dim, qd = cases[c].n_head * hd, kd = cases[c].n_head_kv * hd;
+        char shape[96];
+        snprintf(shape, sizeof shape, "n=%d %d/%d heads x %d, rot %d%s", n, cases[c].n_head, cases[c].n_head_kv, hd,
+                 cases[c].rope_dim, cases[c].neox ? " neox" : "");
+        size_t cache = (size_t)n_blocks * bs * kd;
+        float *q = malloc((size_t)n * qd * 4), *k = malloc((size_t)n * kd * 4), *v = malloc((size_t)n * kd * 4);
+        f16_t *kc = malloc(cache * 2), *vc = malloc(cache * 2);
+        for (size_t i = 0; i < cache; i++) kc[i] = vc[i] = 0x7E00;
+        gc_fill(g, q, (size_t)n * qd, 2.f);
+        gc_fill(g, k, (size_t)n * kd, 2.f);
+        gc_fill(g, v, (size_t)n * kd, 2.f);
+        int32_t pos[16], slots[16];
+        for (int i = 0; i < n; i++) {
+            pos[i] = (int32_t)(rng_next(&g->rng) % 8192);
+            slots[i] = i % 4 == 2 ? -1 : (int32_t)((i * 29 + 3) % (n_blocks * bs));
+        }
+        float *dq = gc_gpu_upload(g, q, (size_t)n * qd * 4), *dk = gc_gpu_upload(g, k, (size_t)n * kd * 4);
+        float *dv = gc_gpu_upload(g, v, (size_t)n * kd * 4);
+        f16_t *dkc = gc_gpu_upload(g, kc, cache * 2), *dvc = gc_gpu_upload(g, vc, cache * 2);
+        struct be_rope r = { .q = q, .k = k, .n = n, .n_head = cases[c].n_head, .n_head_kv = cases[c].n_head_kv,
+                             .head_dim = hd, .rope_dim = cases[c].rope_dim, .neox = cases[c].neox, .positions = pos,
+                             .theta_scale = powf(10000.f, -2.f / (float)cases[c].rope_dim), .freq_scale = 1.f };
+        g->cpu->ops->rope(g->cpu, &r);
+        g->cpu->ops->kv_store(g->cpu, (struct be_kv_layer){ kc, vc, KV_F16 }, k, v, n, kd, slots);
+        r.q = dq;
+        r.k = dk;
+        g->gpu->ops->rope_kv_store(g->gpu, &r, (struct be_kv_layer){ dkc, dvc, KV_F16 }, dv, slots);
+        int rc;
+        float *gq = gc_gpu_download(g, dq, (size_t)n * qd * 4, &rc), *gk = gc_gpu_download(g, dk, (size_t)n * kd * 4, &rc);
+        f16_t *gkc = gc_gpu_download(g, dkc, cache * 2, &rc), *gvc = gc_gpu_download(g, dvc, cache * 2, &rc);
+        if (!op_rc(g, "rope+kv_store", shape, rc)) {
+            gc_compare(g, "rope+kv_store/q", shape, gq, q, (size_t)n * qd, 2e-6, 2e-6, 0);
+            gc_compare(g, "rope+kv_store/k", shape, gk, k, (size_t)n * kd, 2e-6, 2e-6, 0);
+            compare_f16_caches(g, "rope+kv_store/kc", shape, gkc, kc, cache);
+            compare_f16_caches(g, "rope+kv_store/vc", shape, gvc, vc, cache);
+        }
+        free(gq);
+        free(gk);
+        free(gkc);
+        free(gvc);
+        free(q);
+        free(k);
+        free(v);
+        free(kc);
+        free(vc);
+        RELEASE_GPU(g, dq, dk, dv, dkc, dvc);
+    }
+}
+
 /* ---- KV store and copy, row gathers ---- */
 
 static void check_kv(struct gc *g)
@@ -669,6 +784,7 @@ int main(int argc, char **argv)
         check_embed(&g);
         check_rms_norm(&g);
         check_rope(&g);
+        check_rope_kv_store(&g);
         check_kv(&g);
         check_gather(&g);
         check_attention(&g);

@@ -406,20 +406,27 @@ static void cu_rms_norm(struct backend *be, const float *x, const float *w, floa
     cuda_check(c, ik_rms_norm(x, w, out, n, dim, eps, c->stream), "rms_norm");
 }
 
+/* The kernel's rope arguments, with positions (and the model's frequency
+ * factors) staged on the device; -1 when staging failed (error recorded). */
+static int rope_args(struct cuda_ctx *c, const struct be_rope *r, struct ik_rope_args *a)
+{
+    *a = (struct ik_rope_args){ .q = r->q, .k = r->k, .n = r->n, .n_head = r->n_head, .n_head_kv = r->n_head_kv,
+                                .head_dim = r->head_dim, .rope_dim = r->rope_dim, .neox = r->neox,
+                                .theta_scale = r->theta_scale, .freq_scale = r->freq_scale };
+    /* the model's frequency factors never change: staged once, at an address graphs can keep */
+    if (r->freq_factors &&
+        !(a->freq_factors = cuda_stage_const(c, r->freq_factors, (size_t)(r->rope_dim / 2) * sizeof(float))))
+        return -1;
+    a->positions = cuda_stage(c, r->positions, (size_t)r->n * sizeof *r->positions, 1);
+    return a->positions ? 0 : -1;
+}
+
 static void cu_rope(struct backend *be, const struct be_rope *r)
 {
     struct cuda_ctx *c = cuda_ctx(be);
     cuda_enter(c);
-    struct ik_rope_args a = { .q = r->q, .k = r->k, .n = r->n, .n_head = r->n_head, .n_head_kv = r->n_head_kv,
-                              .head_dim = r->head_dim, .rope_dim = r->rope_dim, .neox = r->neox,
-                              .theta_scale = r->theta_scale, .freq_scale = r->freq_scale };
-    /* the model's frequency factors never change: staged once, at an address graphs can keep */
-    if (r->freq_factors &&
-        !(a.freq_factors = cuda_stage_const(c, r->freq_factors, (size_t)(r->rope_dim / 2) * sizeof(float))))
-        return;
-    a.positions = cuda_stage(c, r->positions, (size_t)r->n * sizeof *r->positions, 1);
-    if (!a.positions) return;
-    cuda_check(c, ik_rope(&a, c->stream), "rope");
+    struct ik_rope_args a;
+    if (!rope_args(c, r, &a)) cuda_check(c, ik_rope(&a, c->stream), "rope");
 }
 
 static void cu_kv_store(struct backend *be, struct be_kv_layer kv, const float *k, const float *v, int n, int kv_dim,
@@ -430,6 +437,21 @@ static void cu_kv_store(struct backend *be, struct be_kv_layer kv, const float *
     const int32_t *slots = cuda_stage(c, slot_mapping, (size_t)n * sizeof *slot_mapping, 1);
     if (!slots) return;
     cuda_check(c, ik_kv_store(kv.k, kv.v, k, v, n, kv_dim, slots, c->stream), "kv_store");
+}
+
+static void cu_rope_kv_store(struct backend *be, const struct be_rope *r, struct be_kv_layer kv, const float *v,
+                             const int32_t *slot_mapping)
+{
+    struct cuda_ctx *c = cuda_ctx(be);
+    cuda_enter(c);
+    /* positions and slots must both survive until the kernel: no ring wrap between them */
+    size_t need = 2 * ((size_t)r->n * sizeof(int32_t) + CUDA_STAGE_ALIGN);
+    if (c->error || (!c->graph_step && cuda_stage_reserve(c, need))) return;
+    struct ik_rope_args a;
+    if (rope_args(c, r, &a)) return;
+    const int32_t *slots = cuda_stage(c, slot_mapping, (size_t)r->n * sizeof *slot_mapping, 1);
+    if (!slots) return;
+    cuda_check(c, ik_rope_kv_store(&a, kv.k, kv.v, v, slots, c->stream), "rope + kv_store");
 }
 
 static void cu_kv_copy(struct backend *be, struct be_kv_layer kv, const int32_t *src, const int32_t *dst, int n,
@@ -501,6 +523,7 @@ static const struct backend_ops cuda_ops = {
     .ffn_swiglu = cuda_ffn_swiglu,
     .rope = cu_rope,
     .kv_store = cu_kv_store,
+    .rope_kv_store = cu_rope_kv_store,
     .attention = cuda_attention,
     .kv_copy = cu_kv_copy,
     .gather_rows = cu_gather_rows,

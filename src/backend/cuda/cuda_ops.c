@@ -229,7 +229,7 @@ void cuda_attention(struct backend *be, const struct be_attention *a)
         .n_head_kv = a->n_head_kv, .head_dim = a->head_dim, .block_size = a->block_size, .scale = a->scale,
         .positions = pos, .context_len = ctx, .block_tables = tables, .max_blocks = p->max_blocks,
         .tiles = tiles, .n_tiles = ap->n_tiles, .rows_per_tile = ap->rows_per_tile,
-        .n_split = ap->n_split, .split_len = ap->split_len,
+        .n_split = ap->n_split,
     };
     if (ap->n_split > 1) {
         size_t floats = ik_attention_partial_floats(ap->n_tiles, a->n_head_kv, ap->warps, ap->n_split, a->head_dim);

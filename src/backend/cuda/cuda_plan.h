@@ -44,7 +44,8 @@ struct cuda_attn_plan {
     int warps;         /* rows_per_tile * (n_head / n_head_kv): warps per CUDA block */
     int n_tiles;
     int n_split;       /* context splits per tile (flash-decoding); 1 = none */
-    int split_len;     /* positions per split: a multiple of 32, or INT32_MAX when n_split == 1 */
+    int split_len;     /* positions per split at max_ctx, a multiple of 32 (INT32_MAX when n_split == 1); it
+                          sets n_split, and the kernel shares each step's own context over the n_split blocks */
     int max_ctx;       /* longest context of the batch */
 };
 
