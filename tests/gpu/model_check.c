@@ -20,6 +20,7 @@
 #include "gpu_check.h"
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_plan.h"
 #include "inferd/error.h"
 #include "inferd/model.h"
 #include "inferd/quant.h"
@@ -494,7 +495,7 @@ static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, flo
  * bandwidth per shape, and how much of a decode step the matrices of 32
  * layers and the output head account for (the rest is every other kernel,
  * launch gaps and the host). */
-static void bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, FILE *out)
+static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, FILE *out)
 {
     static const struct gemv_shape shapes[] = {
         /* k,v alone: what one launch per matrix cost before Q, K and V shared one */
@@ -507,7 +508,7 @@ static void bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, FIL
     if (cudaMalloc((void **)&x, 14336 * 4) || cudaMalloc((void **)&y, 128256 * 4)) {
         gc_record(g, "bench/gemv", qtype_name(t), 0, "cannot allocate activations");
         cudaFree(x);
-        return;
+        return -1;
     }
     cudaMemset(x, 0, 14336 * 4);
     double total = 0;
@@ -534,7 +535,167 @@ static void bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, FIL
     if (out && ok) fprintf(out, "metric\tdecode1_gemv_ms\t%.3f\n", total * 1e3);
     cudaFree(x);
     cudaFree(y);
+    return ok ? total : -1;
 }
+
+/* ---- the other kernels of a decode step, each timed inside a CUDA graph ---- */
+
+/* One launch of a kernel under test on stream s; returns a CUDA error. */
+typedef int (*graph_op)(void *arg, cudaStream_t s);
+
+/* GPU seconds per launch of op when a CUDA graph replays `reps` of them back
+ * to back: the kernel plus the gap a graph node costs, what a recorded decode
+ * step pays (launching one by one would time the host instead). */
+static double time_in_graph(graph_op op, void *arg, int reps)
+{
+    cudaStream_t s;
+    if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) return -1;
+    double t = -1;
+    cudaGraph_t gr;
+    if (cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+        int rc = 0;
+        for (int i = 0; i < reps && !rc; i++) rc = op(arg, s);
+        cudaError_t e = cudaStreamEndCapture(s, &gr);
+        cudaGraphExec_t ex;
+        if (!rc && e == cudaSuccess && cudaGraphInstantiate(&ex, gr, 0) == cudaSuccess) {
+            double v[5];
+            int bad = cudaGraphLaunch(ex, s) || cudaStreamSynchronize(s); /* warm-up */
+            for (int k = 0; k < 5 && !bad; k++) {
+                double t0 = now_s();
+                bad = cudaGraphLaunch(ex, s) || cudaStreamSynchronize(s);
+                v[k] = (now_s() - t0) / reps;
+            }
+            if (!bad) t = median(v, 5);
+            cudaGraphExecDestroy(ex);
+        }
+        if (e == cudaSuccess) cudaGraphDestroy(gr);
+    }
+    cudaGetLastError();
+    cudaStreamDestroy(s);
+    return t;
+}
+
+/* Llama-3-8B's decode-step buffers for one sequence at a given depth. */
+struct step_ops {
+    float *x, *w, *xn, *q, *k, *v, *partial;
+    uint16_t *kc, *vc;
+    int32_t *pos, *slot, *ctx, *tables;
+    struct ik_attn_tile *tile;
+    struct ik_rope_args rope;
+    struct ik_attention_args att;
+};
+
+static int op_rms_norm(void *arg, cudaStream_t s)
+{
+    struct step_ops *o = arg;
+    return ik_rms_norm(o->x, o->w, o->xn, 1, 4096, 1e-5f, s);
+}
+
+static int op_rope(void *arg, cudaStream_t s) { return ik_rope(&((struct step_ops *)arg)->rope, s); }
+
+static int op_kv_store(void *arg, cudaStream_t s)
+{
+    struct step_ops *o = arg;
+    return ik_kv_store(o->kc, o->vc, o->k, o->v, 1, 1024, o->slot, s);
+}
+
+static int op_rope_kv_store(void *arg, cudaStream_t s)
+{
+    struct step_ops *o = arg;
+    return ik_rope_kv_store(&o->rope, o->kc, o->vc, o->v, o->slot, s);
+}
+
+static int op_attention(void *arg, cudaStream_t s)
+{
+    struct step_ops *o = arg;
+    return ik_paged_attention(&o->att, s);
+}
+
+static void *dev_fill(size_t bytes, int byte)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes)) return NULL;
+    cudaMemset(p, byte, bytes);
+    return p;
+}
+
+static void *dev_copy(const void *host, size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes)) return NULL;
+    cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice);
+    return p;
+}
+
+/* Times RMSNorm, RoPE and the KV store (apart and fused) and attention at
+ * Llama-3-8B's batch-1 decode shapes (depth 512; attention as a graph plans
+ * it for block tables of max_ctx positions: the bench's 1,056 and the
+ * engine's default 8,192) and
+ * accounts for the step: the GEMVs, these kernels of 32 layers, and the
+ * remainder (embedding, output norm, graph launch, staging, logits copy). */
+static void bench_step_ops(struct gc *g, double t_step, double t_gemv, FILE *out)
+{
+    enum { DEPTH = 513, MAX_CTX = 8192, BS = 16 };
+    int n_sm = 0;
+    cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0);
+    struct step_ops o = { 0 };
+    int32_t host_tables[MAX_CTX / BS], depth = DEPTH, slot = DEPTH - 1;
+    for (int i = 0; i < MAX_CTX / BS; i++) host_tables[i] = (i * 37) % (MAX_CTX / BS); /* scattered blocks */
+    struct ik_attn_tile tile = { 0, 0, 1, 0 };
+    size_t cache = (size_t)MAX_CTX * 1024 * 2;
+    o.x = dev_fill(4096 * 4, 0x3c), o.w = dev_fill(4096 * 4, 0x3c), o.xn = dev_fill(4096 * 4, 0);
+    o.q = dev_fill(4096 * 4, 0x3c), o.k = dev_fill(1024 * 4, 0x3c), o.v = dev_fill(1024 * 4, 0x3c);
+    o.kc = dev_fill(cache, 0x1c), o.vc = dev_fill(cache, 0x1c); /* f16 0x1c1c: 0.0041 */
+    o.partial = dev_fill(ik_attention_partial_floats(1, 8, 4, 64, 128) * 4, 0);
+    o.pos = dev_copy(&slot, 4), o.slot = dev_copy(&slot, 4), o.ctx = dev_copy(&depth, 4);
+    o.tables = dev_copy(host_tables, sizeof host_tables), o.tile = dev_copy(&tile, sizeof tile);
+    int ok = o.x && o.w && o.xn && o.q && o.k && o.v && o.kc && o.vc && o.partial && o.pos && o.slot && o.ctx &&
+             o.tables && o.tile;
+    if (!ok) gc_record(g, "bench/ops", "llama3-8b decode", 0, "cannot allocate the buffers");
+    o.rope = (struct ik_rope_args){ .q = o.q, .k = o.k, .n = 1, .n_head = 32, .n_head_kv = 8, .head_dim = 128,
+                                    .rope_dim = 128, .neox = 0, .positions = o.pos,
+                                    .theta_scale = powf(500000.f, -2.f / 128), .freq_scale = 1.f };
+    o.att = (struct ik_attention_args){ .q = o.q, .out = o.xn, .k_cache = o.kc, .v_cache = o.vc, .n_head = 32,
+                                        .n_head_kv = 8, .head_dim = 128, .block_size = BS,
+                                        .scale = 1.f / sqrtf(128.f), .positions = o.pos, .context_len = o.ctx,
+                                        .block_tables = o.tables, .max_blocks = MAX_CTX / BS, .tiles = o.tile,
+                                        .n_tiles = 1, .rows_per_tile = 1, .partial = o.partial };
+    const int reps = 200;
+    double t_norm = ok ? time_in_graph(op_rms_norm, &o, reps) : -1;
+    double t_rope = ok ? time_in_graph(op_rope, &o, reps) : -1;
+    double t_store = ok ? time_in_graph(op_kv_store, &o, reps) : -1;
+    double t_fused = ok ? time_in_graph(op_rope_kv_store, &o, reps) : -1;
+    double t_att[2] = { -1, -1 };
+    const int plan_ctx[2] = { 1056, MAX_CTX };
+    for (int i = 0; i < 2 && ok; i++) {
+        struct cuda_attn_plan ap;
+        if (cuda_plan_attention_decode(1, plan_ctx[i], 32, 8, n_sm, &ap)) continue;
+        o.att.n_split = ap.n_split;
+        t_att[i] = time_in_graph(op_attention, &o, reps);
+        char shape[96];
+        snprintf(shape, sizeof shape, "attention d%d, plan for %d (%d splits)", DEPTH, plan_ctx[i], ap.n_split);
+        gc_record(g, "bench/ops", shape, t_att[i] > 0, "%.1f us per launch in a graph (K/V warm in L2)",
+                  t_att[i] * 1e6);
+    }
+    const char *names[4] = { "rms_norm 4096 n=1", "rope 32+8 heads x 128 n=1", "kv_store 1024 n=1",
+                             "rope+kv_store (what a layer runs)" };
+    const double times[4] = { t_norm, t_rope, t_store, t_fused };
+    for (int i = 0; i < 4; i++)
+        gc_record(g, "bench/ops", names[i], times[i] > 0, "%.1f us per launch in a graph", times[i] * 1e6);
+    if (ok && t_norm > 0 && t_fused > 0 && t_att[0] > 0 && t_gemv > 0) {
+        double layers = 32 * (2 * t_norm + t_fused + t_att[0]);
+        gc_record(g, "bench/ops", "llama3-8b decode step", 1,
+                  "%.2f ms step = GEMVs %.2f + norms, rope+KV store, attention of 32 layers %.2f + rest %.2f "
+                  "(embedding, output norm, launch, staging, logits copy)",
+                  t_step * 1e3, t_gemv * 1e3, layers * 1e3, (t_step - t_gemv - layers) * 1e3);
+        if (out)
+            fprintf(out, "metric\tdecode1_layer_ops_ms\t%.3f\nmetric\tdecode1_rest_ms\t%.3f\n", layers * 1e3,
+                    (t_step - t_gemv - layers) * 1e3);
+    }
+    void *bufs[] = { o.x, o.w, o.xn, o.q, o.k, o.v, o.kc, o.vc, o.partial, o.pos, o.slot, o.ctx, o.tables, o.tile };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+}
+
 
 int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
 {
@@ -554,7 +715,14 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
     printf("     model loaded in %.1f s (%.2f GiB of weights)\n", now_s() - t0, (double)r.m->weight_bytes / (1 << 30));
     struct step st;
     step_init(&st, prompt, big_batch, per_seq);
-    float *logits = malloc((size_t)big_batch * r.m->hp.n_vocab * 4);
+    /* pinned, as the engine's logits are: a pageable 0.5 MB copy-back would be timed as part of every step */
+    float *logits = backend_host_alloc(g->gpu, (size_t)big_batch * r.m->hp.n_vocab * 4);
+    if (!logits) {
+        gc_record(g, "bench", shape, 0, "cannot allocate the logits buffer");
+        step_free(&st);
+        runner_close(&r);
+        return IFD_ERR_NOMEM;
+    }
     double bw = d2d_bandwidth();
     double t_pre = time_forward(&r, &st, 1, prompt, 0, 5, logits);
     double t_dec1 = time_forward(&r, &st, 1, 1, depth, 20, logits);
@@ -577,7 +745,8 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
                   "%.1f tok/s (%.2f ms), %.0f GB/s of weights read per token = %.0f%% of measured copy bandwidth %.0f "
                   "GB/s (target 60%%)",
                   1 / t_dec1, t_dec1 * 1e3, step_bytes / t_dec1 * 1e-9, 100 * roof, bw * 1e-9);
-        bench_gemv(g, t, bw, t_dec1, out);
+        double t_gemv = bench_gemv(g, t, bw, t_dec1, out);
+        bench_step_ops(g, t_dec1, t_gemv, out);
         gc_record(g, "bench/decode64", shape, 1, "%.0f tok/s (%.2f ms per step of 64)", big_batch / t_dec64,
                   t_dec64 * 1e3);
         gc_record(g, "bench/graphs", shape, e_dec1 > 0 && e_dec64 > 0,
@@ -595,7 +764,7 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
                     big_batch / e_dec64);
         }
     }
-    free(logits);
+    backend_host_free(g->gpu, logits);
     step_free(&st);
     int E = r.m->hp.n_embd, F = r.m->hp.n_ff;
     runner_close(&r);
