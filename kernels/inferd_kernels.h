@@ -90,8 +90,9 @@ int ik_silu_mul(float *h, const float *u, int64_t n, void *stream);
  * per (row, query head) pair, so rows_per_tile * (n_head / n_head_kv) <= 32.
  * Row r sees positions 0..min(positions[r], context_len[seq] - 1).
  * n_split > 1 splits each tile's visible context evenly (in multiples of 32
- * positions) over n_split blocks, combined afterwards through `partial`,
- * which must hold ik_attention_partial_floats() floats. The split follows
+ * positions) over n_split blocks; the last of them to finish merges the
+ * others' results from `partial` (ik_attention_partial_floats() floats),
+ * counting arrivals in `counters`. The split follows
  * the context of this step, not the one n_split was planned for, so a CUDA
  * graph's plan (sized for the longest context) spreads short ones too. */
 #define IK_ATTN_MAX_HEAD_DIM 256
@@ -113,6 +114,7 @@ struct ik_attention_args {
     int n_tiles, rows_per_tile;
     int n_split;
     float *partial;
+    unsigned *counters;             /* n_split > 1: (n_tiles * n_head_kv) zeros; left zero */
 };
 static inline size_t ik_attention_partial_floats(int n_tiles, int n_head_kv, int warps, int n_split, int head_dim)
 {

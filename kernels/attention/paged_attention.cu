@@ -29,7 +29,8 @@
 // Aliasing: out may equal q (the model's workspace aliases them). A block
 // reads its pairs' queries before writing the same pairs' outputs and no
 // other block touches those heads of those rows; with a split, only the
-// combine kernel writes out, after every split has read q.
+// last split block of a (tile, KV head) writes out, after every split has
+// read q (each counted itself in after its reads).
 //
 // Layer: kernels.
 #include "../common/ik_common.cuh"
@@ -86,6 +87,32 @@ __device__ __forceinline__ float score(const __half *q, const __half *k, int hd)
         s += a.x * b.x + a.y * b.y;
     }
     return s;
+}
+
+// Merges the splits of one pair: rescales every split's sum and accumulator
+// to the global max. Reads through L2 (__ldcg): other blocks wrote them.
+__device__ void combine_pair(const ik_attention_args &a, const pair_ctx &pc, const float *part, int lane)
+{
+    const int hd = a.head_dim;
+    float M = -INFINITY;
+    for (int z = 0; z < a.n_split; z++) M = fmaxf(M, __ldcg(part + z * (hd + 2)));
+    float L = 0.f;
+    for (int z = 0; z < a.n_split; z++) {
+        const float *pz = part + z * (hd + 2);
+        float lz = __ldcg(pz + 1);
+        if (lz > 0.f) L += lz * expf(__ldcg(pz) - M);
+    }
+    float inv = L > 0.f ? 1.f / L : 0.f;
+    float *o = a.out + (int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd;
+    for (int d = lane; d < hd; d += 32) {
+        float s = 0.f;
+        for (int z = 0; z < a.n_split; z++) {
+            const float *pz = part + z * (hd + 2);
+            float lz = __ldcg(pz + 1);
+            if (lz > 0.f) s += __ldcg(pz + 2 + d) * expf(__ldcg(pz) - M);
+        }
+        o[d] = s * inv;
+    }
 }
 
 // Positions per split of a context of kv_end: all of it, or an even share
@@ -154,7 +181,8 @@ __global__ void attn_kernel(ik_attention_args a)
             if (lane + 32 * i < hd) o[lane + 32 * i] = acc[i] * inv;
         return;
     }
-    float *part = a.partial + ((((int64_t)blockIdx.x * a.n_head_kv + kvh) * W + w) * a.n_split + z) * (hd + 2);
+    float *pair_part = a.partial + (((int64_t)blockIdx.x * a.n_head_kv + kvh) * W + w) * a.n_split * (hd + 2);
+    float *part = pair_part + z * (hd + 2);
     if (lane == 0) {
         part[0] = pc.valid ? m : -INFINITY;
         part[1] = pc.valid ? l : 0.f;
@@ -162,34 +190,23 @@ __global__ void attn_kernel(ik_attention_args a)
 #pragma unroll
     for (int i = 0; i < ND; i++)
         if (lane + 32 * i < hd) part[2 + lane + 32 * i] = acc[i];
-}
 
-// Merges the splits of each pair: rescales every split's sum and accumulator to the global max.
-__global__ void combine_kernel(ik_attention_args a)
-{
-    const int hd = a.head_dim, G = a.n_head / a.n_head_kv, W = blockDim.x >> 5;
-    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, kvh = blockIdx.y;
-    const ik_attn_tile t = a.tiles[blockIdx.x];
-    pair_ctx pc = pair_of(a, t, kvh, w, G);
-    if (!pc.valid) return;
-    const float *part = a.partial + (((int64_t)blockIdx.x * a.n_head_kv + kvh) * W + w) * a.n_split * (hd + 2);
-    float M = -INFINITY;
-    for (int z = 0; z < a.n_split; z++) M = fmaxf(M, part[z * (hd + 2)]);
-    float L = 0.f;
-    for (int z = 0; z < a.n_split; z++) {
-        const float *pz = part + z * (hd + 2);
-        if (pz[1] > 0.f) L += pz[1] * expf(pz[0] - M);
+    // The last of the n_split blocks of this (tile, KV head) to get here
+    // merges them all (no second launch). Each thread fences its partial
+    // writes before thread 0 counts the block in; the last block resets the
+    // counter for the next launch (graph replays included).
+    __shared__ int is_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned *count = a.counters + (int64_t)blockIdx.x * a.n_head_kv + kvh;
+        is_last = atomicAdd(count, 1u) == (unsigned)(a.n_split - 1);
+        if (is_last) *count = 0;
     }
-    float inv = L > 0.f ? 1.f / L : 0.f;
-    float *o = a.out + (int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd;
-    for (int d = lane; d < hd; d += 32) {
-        float s = 0.f;
-        for (int z = 0; z < a.n_split; z++) {
-            const float *pz = part + z * (hd + 2);
-            if (pz[1] > 0.f) s += pz[2 + d] * expf(pz[0] - M);
-        }
-        o[d] = s * inv;
-    }
+    __syncthreads();
+    if (!is_last || !pc.valid) return;
+    __threadfence();
+    combine_pair(a, pc, pair_part, lane);
 }
 
 template <int ND> int launch(const ik_attention_args &a, int warps, cudaStream_t s)
@@ -201,9 +218,6 @@ template <int ND> int launch(const ik_attention_args &a, int warps, cudaStream_t
     }
     dim3 grid((unsigned)a.n_tiles, (unsigned)a.n_head_kv, (unsigned)a.n_split);
     attn_kernel<ND><<<grid, warps * 32, smem, s>>>(a);
-    int rc = launch_status();
-    if (rc || a.n_split == 1) return rc;
-    combine_kernel<<<dim3((unsigned)a.n_tiles, (unsigned)a.n_head_kv), warps * 32, 0, s>>>(a);
     return launch_status();
 }
 
@@ -213,7 +227,8 @@ extern "C" int ik_paged_attention(const struct ik_attention_args *a, void *strea
 {
     cudaStream_t s = (cudaStream_t)stream;
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv || a->head_dim % 8 || a->head_dim > IK_ATTN_MAX_HEAD_DIM ||
-        a->rows_per_tile < 1 || a->n_split < 1 || (a->n_split > 1 && !a->partial) || a->block_size < 1)
+        a->rows_per_tile < 1 || a->n_split < 1 || (a->n_split > 1 && (!a->partial || !a->counters)) ||
+        a->block_size < 1)
         return cudaErrorInvalidValue;
     int warps = a->rows_per_tile * (a->n_head / a->n_head_kv);
     if (warps > 32) return cudaErrorInvalidValue;

@@ -578,6 +578,7 @@ static double time_in_graph(graph_op op, void *arg, int reps)
 /* Llama-3-8B's decode-step buffers for one sequence at a given depth. */
 struct step_ops {
     float *x, *w, *xn, *q, *k, *v, *partial;
+    unsigned *counters;
     uint16_t *kc, *vc;
     int32_t *pos, *slot, *ctx, *tables;
     struct ik_attn_tile *tile;
@@ -647,10 +648,11 @@ static void bench_step_ops(struct gc *g, double t_step, double t_gemv, FILE *out
     o.q = dev_fill(4096 * 4, 0x3c), o.k = dev_fill(1024 * 4, 0x3c), o.v = dev_fill(1024 * 4, 0x3c);
     o.kc = dev_fill(cache, 0x1c), o.vc = dev_fill(cache, 0x1c); /* f16 0x1c1c: 0.0041 */
     o.partial = dev_fill(ik_attention_partial_floats(1, 8, 4, 64, 128) * 4, 0);
+    o.counters = dev_fill(8 * sizeof(unsigned), 0);
     o.pos = dev_copy(&slot, 4), o.slot = dev_copy(&slot, 4), o.ctx = dev_copy(&depth, 4);
     o.tables = dev_copy(host_tables, sizeof host_tables), o.tile = dev_copy(&tile, sizeof tile);
-    int ok = o.x && o.w && o.xn && o.q && o.k && o.v && o.kc && o.vc && o.partial && o.pos && o.slot && o.ctx &&
-             o.tables && o.tile;
+    int ok = o.x && o.w && o.xn && o.q && o.k && o.v && o.kc && o.vc && o.partial && o.counters && o.pos && o.slot &&
+             o.ctx && o.tables && o.tile;
     if (!ok) gc_record(g, "bench/ops", "llama3-8b decode", 0, "cannot allocate the buffers");
     o.rope = (struct ik_rope_args){ .q = o.q, .k = o.k, .n = 1, .n_head = 32, .n_head_kv = 8, .head_dim = 128,
                                     .rope_dim = 128, .neox = 0, .positions = o.pos,
@@ -659,7 +661,8 @@ static void bench_step_ops(struct gc *g, double t_step, double t_gemv, FILE *out
                                         .n_head_kv = 8, .head_dim = 128, .block_size = BS,
                                         .scale = 1.f / sqrtf(128.f), .positions = o.pos, .context_len = o.ctx,
                                         .block_tables = o.tables, .max_blocks = MAX_CTX / BS, .tiles = o.tile,
-                                        .n_tiles = 1, .rows_per_tile = 1, .partial = o.partial };
+                                        .n_tiles = 1, .rows_per_tile = 1, .partial = o.partial,
+                                        .counters = o.counters };
     const int reps = 200;
     double t_norm = ok ? time_in_graph(op_rms_norm, &o, reps) : -1;
     double t_rope = ok ? time_in_graph(op_rope, &o, reps) : -1;
@@ -692,7 +695,8 @@ static void bench_step_ops(struct gc *g, double t_step, double t_gemv, FILE *out
             fprintf(out, "metric\tdecode1_layer_ops_ms\t%.3f\nmetric\tdecode1_rest_ms\t%.3f\n", layers * 1e3,
                     (t_step - t_gemv - layers) * 1e3);
     }
-    void *bufs[] = { o.x, o.w, o.xn, o.q, o.k, o.v, o.kc, o.vc, o.partial, o.pos, o.slot, o.ctx, o.tables, o.tile };
+    void *bufs[] = { o.x, o.w, o.xn, o.q, o.k, o.v, o.kc, o.vc, o.partial, o.counters, o.pos, o.slot, o.ctx, o.tables,
+                     o.tile };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
 }
 

@@ -488,7 +488,7 @@ static void cuda_ctx_free(struct cuda_ctx *c)
         cudaFree(c->consts[i].dev);
         free(c->consts[i].copy);
     }
-    struct cuda_buf *bufs[] = { &c->act_bf16, &c->w_bf16, &c->up, &c->attn_partial };
+    struct cuda_buf *bufs[] = { &c->act_bf16, &c->w_bf16, &c->up, &c->attn_partial, &c->attn_counters };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]->ptr);
     if (c->blas) cublasDestroy(c->blas);
     cudaFree(c->blas_workspace);

@@ -96,6 +96,7 @@ struct cuda_ctx {
     struct cuda_buf w_bf16;       /* on-the-fly dequantized weight rows (weights without a bf16 copy) */
     struct cuda_buf up;           /* FFN up projection when it is not fused */
     struct cuda_buf attn_partial; /* split-K partial results */
+    struct cuda_buf attn_counters; /* split-K arrival counters, zero between launches */
     struct cuda_attn_tile *tiles_host; /* (tiles_cap) */
     int tiles_cap;
 

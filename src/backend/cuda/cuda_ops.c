@@ -199,6 +199,19 @@ static int graph_attention_plan(struct cuda_ctx *c, const struct be_attention *a
     return rc;
 }
 
+/* n arrival counters for split attention. The kernel leaves them zero, so
+ * they are zeroed only when (re)allocated, which never happens while a
+ * graph is being recorded (cuda_buf_get refuses). */
+static unsigned *split_counters(struct cuda_ctx *c, size_t n)
+{
+    size_t cap = c->attn_counters.cap;
+    unsigned *p = cuda_buf_get(c, &c->attn_counters, n * sizeof(unsigned), "attention split counters");
+    if (p && c->attn_counters.cap != cap &&
+        cuda_check(c, cudaMemsetAsync(p, 0, c->attn_counters.cap, c->stream), "zero attention split counters"))
+        return NULL;
+    return p;
+}
+
 void cuda_attention(struct backend *be, const struct be_attention *a)
 {
     struct cuda_ctx *c = cuda_ctx(be);
@@ -233,7 +246,9 @@ void cuda_attention(struct backend *be, const struct be_attention *a)
     };
     if (ap->n_split > 1) {
         size_t floats = ik_attention_partial_floats(ap->n_tiles, a->n_head_kv, ap->warps, ap->n_split, a->head_dim);
-        if (!(args.partial = cuda_buf_get(c, &c->attn_partial, floats * sizeof(float), "attention partials"))) return;
+        if (!(args.partial = cuda_buf_get(c, &c->attn_partial, floats * sizeof(float), "attention partials")) ||
+            !(args.counters = split_counters(c, (size_t)ap->n_tiles * (size_t)a->n_head_kv)))
+            return;
     }
     cuda_check(c, ik_paged_attention(&args, c->stream), "paged attention");
 }
