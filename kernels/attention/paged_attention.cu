@@ -13,8 +13,9 @@
 // so that even batch 1 fills the GPU (each of the n_split blocks takes an
 // even share of the step's context, in whole 32-position tiles, so a CUDA
 // graph planned for the longest context still spreads a short one); prefill
-// uses several rows per tile and no split. Rows see positions 0..min(position, context_len - 1): causal by
-// position, which covers prefill chunks over a cached prefix and decodes.
+// uses several rows per tile and no split. Rows see positions
+// 0..min(position, context_len - 1): causal by position, which covers
+// prefill chunks over a cached prefix and decodes.
 //
 // Per 32-position K/V tile: lane j scores position p0 + j against the warp's
 // query (q rounded to half, as the CPU backend does, dot in float), the warp

@@ -62,7 +62,10 @@ __device__ __forceinline__ double sq4(float4 v)
     return (double)(v.x * v.x) + (double)(v.y * v.y) + (double)(v.z * v.z) + (double)(v.w * v.w);
 }
 
-__device__ __forceinline__ float4 add4(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+__device__ __forceinline__ float4 add4(float4 a, float4 b)
+{
+    return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
 
 // The same result per element as rms_norm_rows (x * scale * w, in that order).
 __device__ __forceinline__ float4 norm4(float4 v, float scale, float4 w)

@@ -29,7 +29,8 @@ using namespace ik;
 __device__ __forceinline__ float2 rotate(float *v, int a, int b, float c, float s)
 {
     float x0 = v[a], x1 = v[b];
-    float2 r = make_float2(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
+    float2 r = make_float2(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)),
+                           __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
     v[a] = r.x;
     v[b] = r.y;
     return r;

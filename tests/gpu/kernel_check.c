@@ -238,7 +238,8 @@ static void check_rms_norm_residual(struct gc *g, int n, int dim, const float *x
     gc_fill(g, r, cnt, 2.f);
     for (size_t i = 0; i < cnt; i++) sum[i] = x[i] + r[i];
     g->cpu->ops->rms_norm(g->cpu, sum, w, want, n, dim, 1e-5f);
-    float *dx = gc_gpu_upload(g, x, cnt * 4), *dr = gc_gpu_upload(g, r, cnt * 4), *dw = gc_gpu_upload(g, w, (size_t)dim * 4);
+    float *dx = gc_gpu_upload(g, x, cnt * 4), *dr = gc_gpu_upload(g, r, cnt * 4);
+    float *dw = gc_gpu_upload(g, w, (size_t)dim * 4);
     float *dout = gc_gpu_upload(g, NULL, cnt * 4);
     g->gpu->ops->sync(g->gpu); /* the uploads ran on the backend's stream; the kernel runs on the default one */
     int rc = ik_rms_norm_residual(dx, dr, dw, dout, n, dim, 1e-5f, NULL);
@@ -561,7 +562,8 @@ static void check_rope_kv_store(struct gc *g)
         r.k = dk;
         g->gpu->ops->rope_kv_store(g->gpu, &r, (struct be_kv_layer){ dkc, dvc, KV_F16 }, dv, slots);
         int rc;
-        float *gq = gc_gpu_download(g, dq, (size_t)n * qd * 4, &rc), *gk = gc_gpu_download(g, dk, (size_t)n * kd * 4, &rc);
+        float *gq = gc_gpu_download(g, dq, (size_t)n * qd * 4, &rc);
+        float *gk = gc_gpu_download(g, dk, (size_t)n * kd * 4, &rc);
         f16_t *gkc = gc_gpu_download(g, dkc, cache * 2, &rc), *gvc = gc_gpu_download(g, dvc, cache * 2, &rc);
         if (!op_rc(g, "rope+kv_store", shape, rc)) {
             gc_compare(g, "rope+kv_store/q", shape, gq, q, (size_t)n * qd, 2e-6, 2e-6, 0);
