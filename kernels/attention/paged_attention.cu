@@ -36,12 +36,13 @@
 // Layer: kernels.
 #include "../common/ik_common.cuh"
 #include "../inferd_kernels.h"
+#include "attn_split.h"
 
 namespace {
 
 using namespace ik;
 
-constexpr int KT = 32; // positions per staged K/V tile (one per lane when scoring)
+constexpr int KT = IK_ATTN_TILE; // positions per staged K/V tile (one per lane when scoring)
 
 struct pair_ctx {
     int valid, row, head, n_vis;
@@ -116,15 +117,6 @@ __device__ void combine_pair(const ik_attention_args &a, const pair_ctx &pc, con
     }
 }
 
-// Positions per split of a context of kv_end: all of it, or an even share
-// rounded up to whole K/V tiles (later splits of a short context get none).
-__device__ __forceinline__ int len_of_split(int kv_end, int n_split)
-{
-    if (n_split == 1) return kv_end;
-    int per = (kv_end + n_split - 1) / n_split;
-    return (per + KT - 1) / KT * KT;
-}
-
 template <int ND>
 __global__ void attn_kernel(ik_attention_args a)
 {
@@ -142,8 +134,8 @@ __global__ void attn_kernel(ik_attention_args a)
     __syncthreads();
     if (lane == 0 && pc.n_vis > 0) atomicMax(kv_end, pc.n_vis);
     __syncthreads();
-    const int s0 = min(z * len_of_split(*kv_end, a.n_split), *kv_end);
-    const int s1 = min(s0 + len_of_split(*kv_end, a.n_split), *kv_end);
+    int s0, s1;
+    ik_attn_split_range(*kv_end, a.n_split, z, &s0, &s1);
     const int32_t *table = a.block_tables + (int64_t)t.seq * a.max_blocks;
 
     float m = -INFINITY, l = 0.f, acc[ND];

@@ -3,11 +3,14 @@
  * test_cuda_plan.c: the CUDA backend's host-side planning (cuda_plan.c), on
  * the CPU: matmul path choice, attention tiles and context splits, CUDA-graph
  * buckets and padded inputs (with the padding checked to be inert on the CPU
- * backend, the reference), the device memory plan; and that --device cuda either opens a
- * device or fails with a clear message (never crashes) on this host.
+ * backend, the reference), the device memory plan, how split attention
+ * shares a context among its blocks (kernels/attention/attn_split.h, the
+ * kernel's own arithmetic); and that --device cuda either opens a device or
+ * fails with a clear message (never crashes) on this host.
  */
 #include "test.h"
 
+#include "../../kernels/attention/attn_split.h"
 #include "backend/cuda/cuda_plan.h"
 #include "inferd/backend.h"
 #include "inferd/model.h"
@@ -85,6 +88,56 @@ TEST(cuda_plan_attention_decode_splits)
     ASSERT_EQ(p.n_tiles, 64);
     ASSERT_EQ(p.max_ctx, 2063);
     check_tiles(qs64, 64, &p);
+}
+
+/* Non-empty splits of a kv_end context over n_split blocks, and the longest. */
+static int used_splits(int kv_end, int n_split, int *longest)
+{
+    int used = 0;
+    *longest = 0;
+    for (int z = 0; z < n_split; z++) {
+        int s0, s1;
+        ik_attn_split_range(kv_end, n_split, z, &s0, &s1);
+        if (s1 > s0) used++;
+        if (s1 - s0 > *longest) *longest = s1 - s0;
+    }
+    return used;
+}
+
+TEST(cuda_attention_split_ranges_cover_context)
+{
+    const int splits[] = { 1, 2, 3, 7, 11, 16, 32, 33, 64 };
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+        int n = splits[i];
+        for (int kv_end = 0; kv_end <= 4200; kv_end++) {
+            int next = 0, share = (kv_end + n - 1) / n;
+            for (int z = 0; z < n; z++) {
+                int s0, s1;
+                ik_attn_split_range(kv_end, n, z, &s0, &s1);
+                ASSERT_EQ(s0, next); /* in order, no gap, no overlap */
+                ASSERT(s1 >= s0 && s1 <= kv_end);
+                if (n > 1 && s0 < kv_end) { /* whole K/V tiles, an even share each */
+                    ASSERT_EQ(s0 % IK_ATTN_TILE, 0);
+                    ASSERT(s1 - s0 <= (share + IK_ATTN_TILE - 1) / IK_ATTN_TILE * IK_ATTN_TILE);
+                }
+                next = s1;
+            }
+            ASSERT_EQ(next, kv_end); /* every position, exactly once */
+        }
+    }
+    /* a graph step plans for its tables' length; a 513-token decode still
+     * spreads: 17 one-tile splits of the 32 planned for 8,192 positions,
+     * 9 splits of at most two tiles of the 11 planned for 1,056 */
+    struct cuda_attn_plan p;
+    int longest;
+    ASSERT_OK(cuda_plan_attention_decode(1, 8192, 32, 8, 132, &p));
+    ASSERT_EQ(p.n_split, 32);
+    ASSERT_EQ(used_splits(513, p.n_split, &longest), 17);
+    ASSERT_EQ(longest, 32);
+    ASSERT_OK(cuda_plan_attention_decode(1, 1056, 32, 8, 132, &p));
+    ASSERT_EQ(p.n_split, 11);
+    ASSERT_EQ(used_splits(513, p.n_split, &longest), 9);
+    ASSERT_EQ(longest, 64);
 }
 
 TEST(cuda_plan_attention_prefill_tiles)

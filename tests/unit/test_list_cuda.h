@@ -3,6 +3,7 @@
  * They run in every build: the planning code is plain C (src/backend/cuda/cuda_plan.c). */
 TEST_ENTRY(cuda_plan_gemv_threshold_and_types, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_attention_decode_splits, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_attention_split_ranges_cover_context, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_attention_prefill_tiles, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_graph_buckets_cover_batches, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_graph_decode_attention_plan, 10, TIER_DEFAULT)
