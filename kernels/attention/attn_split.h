@@ -16,11 +16,7 @@
 #ifndef INFERD_ATTN_SPLIT_H
 #define INFERD_ATTN_SPLIT_H
 
-#ifdef __CUDACC__
-#define IK_HOST_DEVICE __host__ __device__
-#else
-#define IK_HOST_DEVICE
-#endif
+#include "../common/ik_host_device.h"
 
 #define IK_ATTN_TILE 32 /* positions per staged K/V tile */
 

@@ -20,6 +20,7 @@
 // Layer: kernels.
 #include "../common/ik_common.cuh"
 #include "../inferd_kernels.h"
+#include "rope_pairs.h"
 
 namespace {
 
@@ -77,17 +78,14 @@ __global__ void rope_kernel(ik_rope_args a, kv_dst d)
     const bool is_k = h >= a.n_head;
     float *row = is_k ? a.k + ((int64_t)t * a.n_head_kv + (h - a.n_head)) * hd : a.q + ((int64_t)t * a.n_head + h) * hd;
     int e0, e1;
+    ik_rope_pair(j, a.rope_dim, a.neox, &e0, &e1);
     float2 val;
     if (j < half) {
         float c, s;
         angle_of(a, t, j, &c, &s);
-        e0 = a.neox ? j : 2 * j;
-        e1 = a.neox ? j + half : 2 * j + 1;
         val = rotate(row, e0, e1, c, s);
     } else { // past the rotated dims (STORE only): k's tail goes to the cache unchanged
         if (!is_k) return;
-        e0 = a.rope_dim + 2 * (j - half);
-        e1 = e0 + 1;
         val = make_float2(row[e0], row[e1]);
     }
     if (STORE && is_k && slot >= 0) {

@@ -4,13 +4,15 @@
  * the CPU: matmul path choice, attention tiles and context splits, CUDA-graph
  * buckets and padded inputs (with the padding checked to be inert on the CPU
  * backend, the reference), the device memory plan, how split attention
- * shares a context among its blocks (kernels/attention/attn_split.h, the
- * kernel's own arithmetic); and that --device cuda either opens a device or
+ * shares a context among its blocks and which elements a RoPE pair covers
+ * (kernels/attention/attn_split.h, kernels/rope/rope_pairs.h: the kernels'
+ * own arithmetic); and that --device cuda either opens a device or
  * fails with a clear message (never crashes) on this host.
  */
 #include "test.h"
 
 #include "../../kernels/attention/attn_split.h"
+#include "../../kernels/rope/rope_pairs.h"
 #include "backend/cuda/cuda_plan.h"
 #include "inferd/backend.h"
 #include "inferd/model.h"
@@ -138,6 +140,31 @@ TEST(cuda_attention_split_ranges_cover_context)
     ASSERT_EQ(p.n_split, 11);
     ASSERT_EQ(used_splits(513, p.n_split, &longest), 9);
     ASSERT_EQ(longest, 64);
+}
+
+/* The pairs of the fused RoPE + KV store cover each element of a head
+ * exactly once; the rotated ones lie inside rope_dim, in the right order. */
+TEST(cuda_rope_pairs_cover_each_head_element_once)
+{
+    const int dims[][2] = { { 64, 64 }, { 128, 128 }, { 128, 64 }, { 80, 32 }, { 256, 128 }, { 96, 2 } };
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+        for (int neox = 0; neox < 2; neox++) {
+            int hd = dims[d][0], rot = dims[d][1], seen[256] = { 0 };
+            for (int j = 0; j < hd / 2; j++) {
+                int e0, e1;
+                ik_rope_pair(j, rot, neox, &e0, &e1);
+                ASSERT(e0 >= 0 && e0 < e1 && e1 < hd);
+                seen[e0]++;
+                seen[e1]++;
+                if (j < rot / 2) {
+                    ASSERT(e1 < rot);
+                    ASSERT_EQ(e1 - e0, neox ? rot / 2 : 1);
+                } else {
+                    ASSERT(e0 >= rot);
+                }
+            }
+            for (int e = 0; e < hd; e++) ASSERT_EQ(seen[e], 1);
+        }
 }
 
 TEST(cuda_plan_attention_prefill_tiles)

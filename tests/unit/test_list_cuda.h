@@ -4,6 +4,7 @@
 TEST_ENTRY(cuda_plan_gemv_threshold_and_types, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_attention_decode_splits, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_attention_split_ranges_cover_context, 10, TIER_DEFAULT)
+TEST_ENTRY(cuda_rope_pairs_cover_each_head_element_once, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_attention_prefill_tiles, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_graph_buckets_cover_batches, 10, TIER_DEFAULT)
 TEST_ENTRY(cuda_plan_graph_decode_attention_plan, 10, TIER_DEFAULT)
