@@ -195,6 +195,24 @@ struct gemv_mats {
     int n_w;
 };
 
+// Stacked row r: its matrix's weights, output and row count; returns the row
+// within that matrix. Warp-uniform; constant indices keep m out of local memory.
+__device__ __forceinline__ int64_t matrix_of(const gemv_mats &m, int64_t r, const uint8_t **w, float **y,
+                                             int64_t *n_out)
+{
+    *w = m.w[0];
+    *y = m.y[0];
+    int64_t row0 = 0;
+    *n_out = m.row_end[0];
+#pragma unroll
+    for (int j = 1; j < IK_GEMV_MAX_W; j++)
+        if (j < m.n_w && r >= m.row_end[j - 1]) {
+            *w = m.w[j], *y = m.y[j], row0 = m.row_end[j - 1];
+            *n_out = m.row_end[j] - row0;
+        }
+    return r - row0;
+}
+
 // 16-bit weights at batch 1: capped at 64 registers so 8 blocks fit per SM (no spills)
 template <int T, int NMAX>
 __global__ void __launch_bounds__(WARPS * 32, NMAX == 1 && (T == T_BF16 || T == T_F16) ? 8 : 1)
@@ -203,17 +221,10 @@ __global__ void __launch_bounds__(WARPS * 32, NMAX == 1 && (T == T_BF16 || T == 
     const int lane = threadIdx.x & 31;
     int64_t r = (int64_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
     if (r >= m.rows) return;
-    // which matrix this row is in (warp-uniform); constant indices keep m out of local memory
-    const uint8_t *w = m.w[0];
-    float *y = m.y[0];
-    int64_t row0 = 0, n_out = m.row_end[0];
-#pragma unroll
-    for (int j = 1; j < IK_GEMV_MAX_W; j++)
-        if (j < m.n_w && r >= m.row_end[j - 1]) {
-            w = m.w[j], y = m.y[j], row0 = m.row_end[j - 1];
-            n_out = m.row_end[j] - row0;
-        }
-    r -= row0;
+    const uint8_t *w;
+    float *y;
+    int64_t n_out;
+    r = matrix_of(m, r, &w, &y, &n_out);
     const int64_t rb = row_bytes_of<T>(n_in);
     float acc[NMAX], up[NMAX];
 #pragma unroll
@@ -252,6 +263,53 @@ int launch(const gemv_mats &m, const void *w_up, const float *x, int n, int64_t 
     return launch_status();
 }
 
+// ---- experiment (tests/gpu times it; not on the production path) ----
+//
+// Batch 1, float weights, two warps per row: each streams one half and the
+// pair adds its halves through shared memory. A matrix becomes twice as many
+// half-size pieces of work, so the last wave of a small matrix is fuller
+// (Q/K/V: 6,144 one-row warps on 4,224 resident ones is 1.45 waves) at the
+// price of a block barrier. bench/gemv reports it beside gemv_kernel; it
+// replaces gemv_kernel's batch-1 path only if it wins there.
+template <int T, bool UP>
+__global__ void __launch_bounds__(WARPS * 32, 8)
+    gemv_half_rows(gemv_mats m, const uint8_t *w_up, const float *x, int64_t n_in, int accumulate)
+{
+    __shared__ float other[WARPS / 2][2]; // the second half's dot (and up dot) of each row
+    const int lane = threadIdx.x & 31, pair = (threadIdx.x >> 5) / 2, side = (threadIdx.x >> 5) & 1;
+    int64_t r = (int64_t)blockIdx.x * (WARPS / 2) + pair;
+    const bool live = r < m.rows;
+    float acc = 0.f, up = 0.f, *o = nullptr;
+    if (live) {
+        const uint8_t *w;
+        float *y;
+        int64_t n_out;
+        r = matrix_of(m, r, &w, &y, &n_out);
+        o = y + r;
+        const int64_t half = n_in / 2, rb = n_in * fvec<T>::SIZE, off = side * half * fvec<T>::SIZE;
+        row_dot_float<T, 1, UP>(w + r * rb + off, UP ? w_up + r * rb + off : nullptr, x + side * half, 1, half, lane,
+                                &acc, &up);
+        acc = warp_sum(acc);
+        if (UP) up = warp_sum(up);
+    }
+    if (side == 1 && lane == 0) other[pair][0] = acc, other[pair][1] = up;
+    __syncthreads();
+    if (!live || side == 1 || lane != 0) return;
+    float s = acc + other[pair][0];
+    if (UP) s = s / (1.f + expf(-s)) * (up + other[pair][1]);
+    *o = accumulate ? *o + s : s;
+}
+
+template <int T>
+int launch_half_rows(const gemv_mats &m, const void *w_up, const float *x, int64_t n_in, int acc, cudaStream_t s)
+{
+    const unsigned grid = grid_for(m.rows, WARPS / 2);
+    const uint8_t *wu = (const uint8_t *)w_up;
+    if (wu) gemv_half_rows<T, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, n_in, acc);
+    else gemv_half_rows<T, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, n_in, acc);
+    return launch_status();
+}
+
 int block_of(int type)
 {
     switch (type) {
@@ -282,24 +340,47 @@ static int dispatch(const gemv_mats &m, const void *w_up, int type, const float 
     }
 }
 
+// n_w matrices stacked row after row; nonzero for a negative row count.
+static int stack_mats(const void *const *w, const int64_t *n_out, float *const *y, int n_w, gemv_mats *m)
+{
+    *m = gemv_mats{};
+    m->n_w = n_w;
+    int64_t rows = 0;
+    for (int i = 0; i < n_w; i++) {
+        if (n_out[i] < 0) return 1;
+        m->w[i] = (const uint8_t *)w[i];
+        m->y[i] = y[i];
+        m->row_end[i] = rows += n_out[i];
+    }
+    m->rows = rows;
+    return 0;
+}
+
 extern "C" int ik_gemv_multi(const void *const *w, const int64_t *n_out, float *const *y, int n_w, int type,
                              const float *x, int n, int64_t n_in, int accumulate, void *stream)
 {
     int blk = block_of(type);
     if (!blk || n_in % blk || n < 0 || n > IK_GEMV_MAX_N || n_w < 1 || n_w > IK_GEMV_MAX_W)
         return cudaErrorInvalidValue;
-    gemv_mats m = {};
-    m.n_w = n_w;
-    int64_t rows = 0;
-    for (int i = 0; i < n_w; i++) {
-        if (n_out[i] < 0) return cudaErrorInvalidValue;
-        m.w[i] = (const uint8_t *)w[i];
-        m.y[i] = y[i];
-        m.row_end[i] = rows += n_out[i];
-    }
-    m.rows = rows;
-    if (n == 0 || rows == 0) return cudaSuccess;
+    gemv_mats m;
+    if (stack_mats(w, n_out, y, n_w, &m)) return cudaErrorInvalidValue;
+    if (n == 0 || m.rows == 0) return cudaSuccess;
     return dispatch(m, nullptr, type, x, n, n_in, accumulate, (cudaStream_t)stream);
+}
+
+extern "C" int ik_gemv_half_rows(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up,
+                                 int type, const float *x, int64_t n_in, int accumulate, void *stream)
+{
+    // halves of 16-byte vectors: every half row starts 16-byte aligned
+    if ((type != T_BF16 && type != T_F16) || n_in % 16 || n_w < 1 || n_w > IK_GEMV_MAX_W ||
+        (w_up && (n_w > 1 || accumulate)))
+        return cudaErrorInvalidValue;
+    gemv_mats m;
+    if (stack_mats(w, n_out, y, n_w, &m)) return cudaErrorInvalidValue;
+    if (m.rows == 0) return cudaSuccess;
+    cudaStream_t s = (cudaStream_t)stream;
+    return type == T_BF16 ? launch_half_rows<T_BF16>(m, w_up, x, n_in, accumulate, s)
+                          : launch_half_rows<T_F16>(m, w_up, x, n_in, accumulate, s);
 }
 
 extern "C" int ik_gemv(const void *w, const void *w_up, int type, const float *x, int n, int64_t n_in, int64_t n_out,

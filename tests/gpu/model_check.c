@@ -450,7 +450,7 @@ struct gemv_shape {
 
 /* Seconds per ik_gemv at batch 1 on `shape`, cycling through enough copies of
  * the weights that none is still in the 50 MB L2 when it is read again. */
-static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, float *y)
+static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, float *y, int half_rows)
 {
     size_t bytes = qtype_row_bytes(t, sh->n_in) * (size_t)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
     size_t copies = ((size_t)256 << 20) / bytes + 1;
@@ -471,7 +471,15 @@ static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, flo
             double t0 = now_s();
             for (int i = 0; i < reps; i++) {
                 const uint8_t *m = w[i % n_w];
-                if (sh->kv_rows) {
+                if (half_rows) {
+                    size_t q_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->n_out;
+                    size_t kv_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->kv_rows;
+                    const void *ws[3] = { m, m + q_bytes, m + q_bytes + kv_bytes };
+                    const int64_t rows[3] = { sh->n_out, sh->kv_rows, sh->kv_rows };
+                    float *ys[3] = { y, y + sh->n_out, y + sh->n_out + sh->kv_rows };
+                    ik_gemv_half_rows(ws, rows, ys, sh->kv_rows ? 3 : 1, sh->up ? m + half : NULL, (int)t, x, sh->n_in,
+                                      0, NULL);
+                } else if (sh->kv_rows) {
                     size_t q_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->n_out;
                     size_t kv_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->kv_rows;
                     const void *ws[3] = { m, m + q_bytes, m + q_bytes + kv_bytes };
@@ -515,7 +523,7 @@ static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, F
     int ok = 1;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const struct gemv_shape *sh = &shapes[i];
-        double ts = time_gemv(sh, t, x, y);
+        double ts = time_gemv(sh, t, x, y, 0);
         char shape[96];
         snprintf(shape, sizeof shape, "%s %s n=1", qtype_name(t), sh->name);
         if (ts <= 0) {
@@ -527,6 +535,15 @@ static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, F
         gc_record(g, "bench/gemv", shape, 1, "%.1f us, %.0f GB/s = %.0f%% of copy bandwidth", ts * 1e6, b / ts * 1e-9,
                   100 * b / ts / bw);
         total += ts * sh->per_step;
+        /* the experiment beside it (gemv.cu, ik_gemv_half_rows): two warps per row */
+        if (sh->per_step && (t == QT_BF16 || t == QT_F16) && sh->n_in % 16 == 0) {
+            double th = time_gemv(sh, t, x, y, 1);
+            if (th > 0)
+                gc_record(g, "bench/gemv-half", shape, 1, "%.1f us = %.0f%% of copy bandwidth, %.2fx one warp per row",
+                          th * 1e6, 100 * b / th / bw, ts / th);
+            else
+                gc_record(g, "bench/gemv-half", shape, 0, "the kernel failed");
+        }
     }
     if (ok)
         gc_record(g, "bench/gemv", "llama3-8b decode step", 1,
