@@ -44,12 +44,18 @@ int ik_gemv_supported(int type); /* host-only query: 1 if ik_gemv takes this typ
 int ik_gemv_multi(const void *const *w, const int64_t *n_out, float *const *y, int n_w, int type, const float *x,
                   int n, int64_t n_in, int accumulate, void *stream);
 
-/* Experiment, called by tests/gpu only (bench/gemv, kernel_check): batch 1,
+/* Experiments, called by tests/gpu only (bench/gemv, kernel_check). Batch 1,
  * BF16/F16 weights, n_in % 16 == 0, two warps per row (see gemv.cu). The
  * semantics of ik_gemv_multi at n = 1; with w_up (n_w == 1, no
  * accumulate) those of ik_gemv's SwiGLU. */
 int ik_gemv_half_rows(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up, int type,
                       const float *x, int64_t n_in, int accumulate, void *stream);
+
+/* Experiment, likewise: batch 1, BF16/F16 weights, n_in % 8 == 0, the
+ * product of RMSNorm(x) * norm_w (as ik_rms_norm would make it) instead of
+ * x, in one launch (see gemv.cu). */
+int ik_gemv_rms_norm(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up, int type,
+                     const float *x, const float *norm_w, float eps, int64_t n_in, int accumulate, void *stream);
 
 /* ---- embed/: out[i] = row ids[i] of the table, dequantized; (n, n_in) f32 ---- */
 int ik_embed(const void *table, int type, int64_t n_in, const int32_t *ids, int n, float *out, void *stream);

@@ -100,9 +100,13 @@ template <> struct fvec<T_F32> {
     static __device__ __forceinline__ float load1(const uint8_t *row, int64_t k) { return ((const float *)row)[k]; }
 };
 
-// acc[t] += (the E weights in u) . x[t][k0 .. k0+E)
-template <int T, int NMAX>
-__device__ __forceinline__ void dot_vec(uint4 u, const float *x, int n, int64_t n_in, int64_t k0, float acc[NMAX])
+// acc[t] += (the E weights in u) . x[t][k0 .. k0+E). NORM (the fused-norm
+// experiment below): x is scaled by the norm weights wn on the way in and,
+// with SS, ss[t] gathers the squares of x for the row's RMS (once per
+// vector, not again for SwiGLU's up row).
+template <int T, int NMAX, bool NORM = false, bool SS = false>
+__device__ __forceinline__ void dot_vec(uint4 u, const float *x, int n, int64_t n_in, int64_t k0, float acc[NMAX],
+                                        const float *wn = nullptr, float *ss = nullptr)
 {
     constexpr int E = fvec<T>::E;
     float v[E];
@@ -111,13 +115,19 @@ __device__ __forceinline__ void dot_vec(uint4 u, const float *x, int n, int64_t 
     for (int t = 0; t < NMAX; t++) {
         if (t >= n) break;
         const float4 *xv = (const float4 *)(x + (int64_t)t * n_in + k0);
-        float s = 0.f;
+        float s = 0.f, q = 0.f;
 #pragma unroll
         for (int i = 0; i < E / 4; i++) {
             float4 a = __ldg(xv + i);
+            if (NORM) {
+                float4 nw = __ldg((const float4 *)(wn + k0) + i);
+                if (SS) q += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+                a = make_float4(a.x * nw.x, a.y * nw.y, a.z * nw.z, a.w * nw.w);
+            }
             s += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
         }
         acc[t] += s;
+        if (SS) ss[t] += q;
     }
 }
 
@@ -137,10 +147,11 @@ __device__ __forceinline__ void load_batch(const uint4 *w, const uint4 *wu, int6
 // arithmetic, so each lane issues U loads (2U with the up row) before any math:
 // 128 bytes per lane at batch 1, where a load-then-use loop keeps only 16-32.
 // Weights are read once per step, so they are loaded with the streaming hint
-// and leave L1 to the activations every warp rereads.
-template <int T, int NMAX, bool UP>
+// and leave L1 to the activations every warp rereads. NORM: see dot_vec.
+template <int T, int NMAX, bool UP, bool NORM = false>
 __device__ __forceinline__ void row_dot_float(const uint8_t *row, const uint8_t *row_up, const float *x, int n,
-                                              int64_t n_in, int lane, float acc[NMAX], float up[NMAX])
+                                              int64_t n_in, int lane, float acc[NMAX], float up[NMAX],
+                                              const float *wn = nullptr, float *ss = nullptr)
 {
     constexpr int E = fvec<T>::E, U = (NMAX == 1 ? 8 : 4) / (UP ? 2 : 1);
     // 16-byte vector reads need 16-byte aligned rows (every row starts at r * n_in * SIZE)
@@ -154,22 +165,26 @@ __device__ __forceinline__ void row_dot_float(const uint8_t *row, const uint8_t 
     while (full) {
 #pragma unroll
         for (int j = 0; j < U; j++) {
-            dot_vec<T, NMAX>(a[j], x, n, n_in, (c + 32 * j) * E, acc);
-            if (UP) dot_vec<T, NMAX>(b[j], x, n, n_in, (c + 32 * j) * E, up);
+            dot_vec<T, NMAX, NORM, NORM>(a[j], x, n, n_in, (c + 32 * j) * E, acc, wn, ss);
+            if (UP) dot_vec<T, NMAX, NORM, false>(b[j], x, n, n_in, (c + 32 * j) * E, up, wn);
         }
         c += 32 * U;
         full = c + 32 * (U - 1) < n_vec;
         if (full) load_batch<U, UP>(w, wu, c, a, b);
     }
     for (; c < n_vec; c += 32) {
-        dot_vec<T, NMAX>(__ldcs(w + c), x, n, n_in, c * E, acc);
-        if (UP) dot_vec<T, NMAX>(__ldcs(wu + c), x, n, n_in, c * E, up);
+        dot_vec<T, NMAX, NORM, NORM>(__ldcs(w + c), x, n, n_in, c * E, acc, wn, ss);
+        if (UP) dot_vec<T, NMAX, NORM, false>(__ldcs(wu + c), x, n, n_in, c * E, up, wn);
     }
     // elements past the last whole vector (all of them when rows are unaligned)
     for (int64_t k = n_vec * E + lane; k < n_in; k += 32) {
         float wk = fvec<T>::load1(row, k), uk = UP ? fvec<T>::load1(row_up, k) : 0.f;
         for (int t = 0; t < n; t++) {
             float xk = x[(int64_t)t * n_in + k];
+            if (NORM) {
+                ss[t] += xk * xk;
+                xk *= wn[k];
+            }
             acc[t] += wk * xk;
             if (UP) up[t] += uk * xk;
         }
@@ -213,18 +228,25 @@ __device__ __forceinline__ int64_t matrix_of(const gemv_mats &m, int64_t r, cons
     return r - row0;
 }
 
+// This warp's row (one warp per row, WARPS per block): false past the last.
+__device__ __forceinline__ bool warp_row(const gemv_mats &m, int64_t *r, const uint8_t **w, float **y, int64_t *n_out)
+{
+    int64_t row = (int64_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (row >= m.rows) return false;
+    *r = matrix_of(m, row, w, y, n_out);
+    return true;
+}
+
 // 16-bit weights at batch 1: capped at 64 registers so 8 blocks fit per SM (no spills)
 template <int T, int NMAX>
 __global__ void __launch_bounds__(WARPS * 32, NMAX == 1 && (T == T_BF16 || T == T_F16) ? 8 : 1)
     gemv_kernel(gemv_mats m, const uint8_t *w_up, const float *x, int n, int64_t n_in, int accumulate)
 {
     const int lane = threadIdx.x & 31;
-    int64_t r = (int64_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
-    if (r >= m.rows) return;
     const uint8_t *w;
     float *y;
-    int64_t n_out;
-    r = matrix_of(m, r, &w, &y, &n_out);
+    int64_t r, n_out;
+    if (!warp_row(m, &r, &w, &y, &n_out)) return;
     const int64_t rb = row_bytes_of<T>(n_in);
     float acc[NMAX], up[NMAX];
 #pragma unroll
@@ -263,7 +285,7 @@ int launch(const gemv_mats &m, const void *w_up, const float *x, int n, int64_t 
     return launch_status();
 }
 
-// ---- experiment (tests/gpu times it; not on the production path) ----
+// ---- experiments (tests/gpu checks and times them; not on the production path) ----
 //
 // Batch 1, float weights, two warps per row: each streams one half and the
 // pair adds its halves through shared memory. A matrix becomes twice as many
@@ -298,6 +320,32 @@ __global__ void __launch_bounds__(WARPS * 32, 8)
     float s = acc + other[pair][0];
     if (UP) s = s / (1.f + expf(-s)) * (up + other[pair][1]);
     *o = accumulate ? *o + s : s;
+}
+
+// Batch 1, float weights, with the RMSNorm of x folded in: the product is of
+// x / rms(x) * wn, the RMS taken from the squares the warp gathers while it
+// reads x for the dot products anyway, so the norm needs no launch and no
+// pass of its own. At 8 blocks per SM this needs more than 64 registers
+// (ptxas: 84 bytes of spills), so it runs 6 blocks per SM: fewer loads in
+// flight for one launch less. bench/gemv-norm times it against ik_rms_norm
+// followed by the production GEMV.
+template <int T, bool UP>
+__global__ void __launch_bounds__(WARPS * 32, 6)
+    gemv_rms_norm(gemv_mats m, const uint8_t *w_up, const float *x, const float *wn, float eps, int64_t n_in,
+                  int accumulate)
+{
+    const int lane = threadIdx.x & 31;
+    const uint8_t *w;
+    float *y;
+    int64_t r, n_out;
+    if (!warp_row(m, &r, &w, &y, &n_out)) return;
+    const int64_t rb = n_in * fvec<T>::SIZE;
+    float acc = 0.f, up = 0.f, ss = 0.f;
+    row_dot_float<T, 1, UP, true>(w + r * rb, UP ? w_up + r * rb : nullptr, x, 1, n_in, lane, &acc, &up, wn, &ss);
+    const float scale = 1.f / sqrtf(warp_sum(ss) / (float)n_in + eps);
+    float s = warp_sum(acc) * scale;
+    if (UP) s = s / (1.f + expf(-s)) * (warp_sum(up) * scale);
+    if (lane == 0) y[r] = accumulate ? y[r] + s : s;
 }
 
 template <int T>
@@ -381,6 +429,27 @@ extern "C" int ik_gemv_half_rows(const void *const *w, const int64_t *n_out, flo
     cudaStream_t s = (cudaStream_t)stream;
     return type == T_BF16 ? launch_half_rows<T_BF16>(m, w_up, x, n_in, accumulate, s)
                           : launch_half_rows<T_F16>(m, w_up, x, n_in, accumulate, s);
+}
+
+extern "C" int ik_gemv_rms_norm(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up,
+                                int type, const float *x, const float *norm_w, float eps, int64_t n_in, int accumulate,
+                                void *stream)
+{
+    if ((type != T_BF16 && type != T_F16) || n_in % 8 || !norm_w || n_w < 1 || n_w > IK_GEMV_MAX_W ||
+        (w_up && (n_w > 1 || accumulate)))
+        return cudaErrorInvalidValue;
+    gemv_mats m;
+    if (stack_mats(w, n_out, y, n_w, &m)) return cudaErrorInvalidValue;
+    if (m.rows == 0) return cudaSuccess;
+    const unsigned grid = grid_for(m.rows, WARPS);
+    const uint8_t *wu = (const uint8_t *)w_up;
+    cudaStream_t s = (cudaStream_t)stream;
+    const int acc = wu ? 0 : accumulate;
+    if (type == T_BF16 && wu) gemv_rms_norm<T_BF16, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
+    else if (type == T_BF16) gemv_rms_norm<T_BF16, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
+    else if (wu) gemv_rms_norm<T_F16, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
+    else gemv_rms_norm<T_F16, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
+    return launch_status();
 }
 
 extern "C" int ik_gemv(const void *w, const void *w_up, int type, const float *x, int n, int64_t n_in, int64_t n_out,

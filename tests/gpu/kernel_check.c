@@ -456,13 +456,19 @@ static void check_swiglu(struct gc *g)
     }
 }
 
-/* The experimental two-warps-per-row GEMV (ik_gemv_half_rows, timed by
- * bench/gemv) against the production kernel on the same device data: only
- * the order of the float sums differs, so 1e-5 x rms. Shapes: stacked
- * Q/K/V with a row count that leaves half a block, O accumulating, SwiGLU. */
-static void check_gemv_half_rows_case(struct gc *g, enum qtype t, int64_t n_in, const int64_t *rows, int n_w, int up,
-                                      int accumulate)
+/* The experimental GEMVs of gemv.cu, timed by bench/gemv, against the
+ * production kernel on the same device data: ik_gemv_half_rows (two warps
+ * per row) and ik_gemv_rms_norm (the input RMSNorm folded in; reference:
+ * ik_rms_norm, then the production GEMV). Only the order of float sums
+ * differs (and the norm's sum of squares, float instead of double), so
+ * 1e-5 x rms. Shapes: stacked Q/K/V with a row count that leaves part of a
+ * block, O accumulating, SwiGLU. */
+enum gemv_experiment { EXP_HALF_ROWS, EXP_RMS_NORM };
+
+static void check_gemv_experiment_case(struct gc *g, enum gemv_experiment e, enum qtype t, int64_t n_in,
+                                       const int64_t *rows, int n_w, int up, int accumulate)
 {
+    const char *op = e == EXP_HALF_ROWS ? "gemv_half_rows" : "gemv_rms_norm";
     char shape[96];
     snprintf(shape, sizeof shape, "%s %lldx%lld%s%s%s", qtype_name(t), (long long)rows[0], (long long)n_in,
              n_w > 1 ? " +2w" : "", up ? " swiglu" : "", accumulate ? " acc" : "");
@@ -470,15 +476,18 @@ static void check_gemv_half_rows_case(struct gc *g, enum qtype t, int64_t n_in, 
     for (int i = 0; i < n_w; i++) total_rows += (size_t)rows[i];
     size_t wbytes = rb * total_rows * (up ? 2 : 1);
     uint8_t *hw = malloc(wbytes);
-    float *row = malloc((size_t)n_in * 4), *x = malloc((size_t)n_in * 4), *y0 = malloc(total_rows * 4);
+    float *row = malloc((size_t)n_in * 4), *x = malloc((size_t)n_in * 4), *nw = malloc((size_t)n_in * 4);
+    float *y0 = malloc(total_rows * 4);
     for (size_t r = 0; r < total_rows * (up ? 2 : 1); r++) {
         gc_fill(g, row, (size_t)n_in, 0.05f);
         quant_row(t, row, hw + r * rb, n_in);
     }
-    gc_fill(g, x, (size_t)n_in, 1.f);
+    gc_fill(g, x, (size_t)n_in, 3.f);
+    gc_fill(g, nw, (size_t)n_in, 1.5f);
     gc_fill(g, y0, total_rows, accumulate ? 1.f : 0.f);
     uint8_t *dw = gc_gpu_upload(g, hw, wbytes);
-    float *dx = gc_gpu_upload(g, x, (size_t)n_in * 4);
+    float *dx = gc_gpu_upload(g, x, (size_t)n_in * 4), *dnw = gc_gpu_upload(g, nw, (size_t)n_in * 4);
+    float *dxn = gc_gpu_upload(g, NULL, (size_t)n_in * 4);
     float *dy_ref = gc_gpu_upload(g, y0, total_rows * 4), *dy = gc_gpu_upload(g, y0, total_rows * 4);
     const void *w[3];
     float *y_ref[3], *y[3];
@@ -491,34 +500,46 @@ static void check_gemv_half_rows_case(struct gc *g, enum qtype t, int64_t n_in, 
     }
     const void *w_up = up ? dw + total_rows * rb : NULL;
     g->gpu->ops->sync(g->gpu); /* uploads ran on the backend's stream; these kernels on the default one */
-    int rc = up ? ik_gemv(w[0], w_up, (int)t, dx, 1, n_in, rows[0], y_ref[0], 0, NULL)
-                : ik_gemv_multi(w, rows, y_ref, n_w, (int)t, dx, 1, n_in, accumulate, NULL);
-    if (!rc) rc = ik_gemv_half_rows(w, rows, y, n_w, w_up, (int)t, dx, n_in, accumulate, NULL);
+    int rc = 0;
+    const float *xin = dx;
+    if (e == EXP_RMS_NORM) {
+        rc = ik_rms_norm(dx, dnw, dxn, 1, (int)n_in, 1e-5f, NULL);
+        xin = dxn;
+    }
+    if (!rc)
+        rc = up ? ik_gemv(w[0], w_up, (int)t, xin, 1, n_in, rows[0], y_ref[0], 0, NULL)
+                : ik_gemv_multi(w, rows, y_ref, n_w, (int)t, xin, 1, n_in, accumulate, NULL);
+    if (!rc)
+        rc = e == EXP_HALF_ROWS
+                 ? ik_gemv_half_rows(w, rows, y, n_w, w_up, (int)t, dx, n_in, accumulate, NULL)
+                 : ik_gemv_rms_norm(w, rows, y, n_w, w_up, (int)t, dx, dnw, 1e-5f, n_in, accumulate, NULL);
     if (!rc) rc = (int)cudaDeviceSynchronize();
     if (rc) {
-        gc_record(g, "gemv_half_rows", shape, 0, "CUDA error %d", rc);
+        gc_record(g, op, shape, 0, "CUDA error %d", rc);
     } else {
         int rc2;
         float *want = gc_gpu_download(g, dy_ref, total_rows * 4, &rc2);
-        expect_gpu(g, "gemv_half_rows", shape, dy, want, total_rows, 1e-6, 1e-5, 1);
+        expect_gpu(g, op, shape, dy, want, total_rows, 1e-6, 1e-5, 1);
         free(want);
     }
     free(hw);
     free(row);
     free(x);
+    free(nw);
     free(y0);
-    RELEASE_GPU(g, dw, dx, dy_ref, dy);
+    RELEASE_GPU(g, dw, dx, dnw, dxn, dy_ref, dy);
 }
 
-static void check_gemv_half_rows(struct gc *g)
+static void check_gemv_experiments(struct gc *g)
 {
     const enum qtype types[2] = { QT_BF16, QT_F16 };
-    for (int i = 0; i < 2; i++) {
-        const int64_t qkv[3] = { 509, 128, 128 }, o[1] = { 300 }, ff[1] = { 777 };
-        check_gemv_half_rows_case(g, types[i], 4096, qkv, 3, 0, 0);
-        check_gemv_half_rows_case(g, types[i], 2048, o, 1, 0, 1);
-        check_gemv_half_rows_case(g, types[i], 1024, ff, 1, 1, 0);
-    }
+    const int64_t qkv[3] = { 509, 128, 128 }, o[1] = { 300 }, ff[1] = { 777 };
+    for (int e = EXP_HALF_ROWS; e <= EXP_RMS_NORM; e++)
+        for (int i = 0; i < 2; i++) {
+            check_gemv_experiment_case(g, e, types[i], 4096, qkv, 3, 0, 0);
+            check_gemv_experiment_case(g, e, types[i], 2048, o, 1, 0, 1);
+            check_gemv_experiment_case(g, e, types[i], 1024, ff, 1, 1, 0);
+        }
 }
 
 /* ---- RoPE ---- */
@@ -857,7 +878,7 @@ int main(int argc, char **argv)
         check_attention(&g);
         check_matmul(&g);
         check_swiglu(&g);
-        check_gemv_half_rows(&g);
+        check_gemv_experiments(&g);
     }
     for (int i = 0; i < n_greedy; i++) {
         char preset[512], type[16];

@@ -446,11 +446,55 @@ struct gemv_shape {
     int up;
     int per_step;    /* launches in one Llama-3-8B decode step (32 layers); 0: shown, not counted */
     int64_t kv_rows; /* > 0: Q with K and V of kv_rows each, in one ik_gemv_multi launch */
+    int after_norm;  /* its input is an RMSNorm's output (Q/K/V, gate+up) */
 };
 
-/* Seconds per ik_gemv at batch 1 on `shape`, cycling through enough copies of
- * the weights that none is still in the 50 MB L2 when it is read again. */
-static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, float *y, int half_rows)
+/* What bench/gemv times on a shape: the production kernel, or one of
+ * gemv.cu's experiments beside what it would replace. */
+enum gemv_variant {
+    GEMV_PRODUCTION,
+    GEMV_HALF_ROWS,          /* ik_gemv_half_rows */
+    GEMV_NORM_THEN_PRODUCTION, /* ik_rms_norm, then the production kernel: what a layer runs now */
+    GEMV_FUSED_NORM,         /* ik_gemv_rms_norm */
+};
+
+struct gemv_bufs {
+    float *x, *y, *norm_w, *xn; /* activations (up to 14,336), outputs (up to 128,256), norm weights, normed x */
+};
+
+/* One batch-1 launch (two for GEMV_NORM_THEN_PRODUCTION) of `variant` on the
+ * matrices of sh stacked at m (Q, K, V; or gate then up). */
+static void launch_gemv(const struct gemv_shape *sh, enum qtype t, enum gemv_variant variant, const uint8_t *m,
+                        const struct gemv_bufs *b)
+{
+    size_t rb = qtype_row_bytes(t, sh->n_in), q_bytes = rb * (size_t)sh->n_out, kv_bytes = rb * (size_t)sh->kv_rows;
+    const void *ws[3] = { m, m + q_bytes, m + q_bytes + kv_bytes };
+    const int64_t rows[3] = { sh->n_out, sh->kv_rows, sh->kv_rows };
+    float *ys[3] = { b->y, b->y + sh->n_out, b->y + sh->n_out + sh->kv_rows };
+    int n_w = sh->kv_rows ? 3 : 1;
+    const void *up = sh->up ? m + q_bytes : NULL;
+    const float *x = b->x;
+    switch (variant) {
+    case GEMV_HALF_ROWS:
+        ik_gemv_half_rows(ws, rows, ys, n_w, up, (int)t, x, sh->n_in, 0, NULL);
+        return;
+    case GEMV_FUSED_NORM:
+        ik_gemv_rms_norm(ws, rows, ys, n_w, up, (int)t, x, b->norm_w, 1e-5f, sh->n_in, 0, NULL);
+        return;
+    case GEMV_NORM_THEN_PRODUCTION:
+        ik_rms_norm(b->x, b->norm_w, b->xn, 1, (int)sh->n_in, 1e-5f, NULL);
+        x = b->xn;
+        break;
+    case GEMV_PRODUCTION: break;
+    }
+    if (up) ik_gemv(m, up, (int)t, x, 1, sh->n_in, sh->n_out, b->y, 0, NULL);
+    else ik_gemv_multi(ws, rows, ys, n_w, (int)t, x, 1, sh->n_in, 0, NULL);
+}
+
+/* Seconds per launch_gemv at batch 1 on `shape`, cycling through enough
+ * copies of the weights that none is still in the 50 MB L2 when it is read
+ * again. */
+static double time_gemv(const struct gemv_shape *sh, enum qtype t, enum gemv_variant variant, const struct gemv_bufs *b)
 {
     size_t bytes = qtype_row_bytes(t, sh->n_in) * (size_t)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
     size_t copies = ((size_t)256 << 20) / bytes + 1;
@@ -463,33 +507,12 @@ static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, flo
     }
     double t_s = -1;
     if (n_w > 0) {
-        size_t half = bytes / 2;
         const int reps = 40;
         double v[5];
         for (int k = 0; k < 5; k++) {
             cudaDeviceSynchronize();
             double t0 = now_s();
-            for (int i = 0; i < reps; i++) {
-                const uint8_t *m = w[i % n_w];
-                if (half_rows) {
-                    size_t q_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->n_out;
-                    size_t kv_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->kv_rows;
-                    const void *ws[3] = { m, m + q_bytes, m + q_bytes + kv_bytes };
-                    const int64_t rows[3] = { sh->n_out, sh->kv_rows, sh->kv_rows };
-                    float *ys[3] = { y, y + sh->n_out, y + sh->n_out + sh->kv_rows };
-                    ik_gemv_half_rows(ws, rows, ys, sh->kv_rows ? 3 : 1, sh->up ? m + half : NULL, (int)t, x, sh->n_in,
-                                      0, NULL);
-                } else if (sh->kv_rows) {
-                    size_t q_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->n_out;
-                    size_t kv_bytes = qtype_row_bytes(t, sh->n_in) * (size_t)sh->kv_rows;
-                    const void *ws[3] = { m, m + q_bytes, m + q_bytes + kv_bytes };
-                    const int64_t rows[3] = { sh->n_out, sh->kv_rows, sh->kv_rows };
-                    float *ys[3] = { y, y + sh->n_out, y + sh->n_out + sh->kv_rows };
-                    ik_gemv_multi(ws, rows, ys, 3, (int)t, x, 1, sh->n_in, 0, NULL);
-                } else {
-                    ik_gemv(m, sh->up ? m + half : NULL, (int)t, x, 1, sh->n_in, sh->n_out, y, 0, NULL);
-                }
-            }
+            for (int i = 0; i < reps; i++) launch_gemv(sh, t, variant, w[i % n_w], b);
             cudaDeviceSynchronize();
             v[k] = (now_s() - t0) / reps;
         }
@@ -497,6 +520,22 @@ static double time_gemv(const struct gemv_shape *sh, enum qtype t, float *x, flo
     }
     for (int i = 0; i < n_w; i++) cudaFree(w[i]);
     return t_s;
+}
+
+/* bench/gemv-half and bench/gemv-norm: gemv.cu's experiments against what
+ * they would replace, on one decode shape. */
+static void bench_gemv_experiments(struct gc *g, const struct gemv_shape *sh, enum qtype t, const char *shape,
+                                   double t_prod, double bytes, double bw, const struct gemv_bufs *b)
+{
+    if (!sh->per_step || (t != QT_BF16 && t != QT_F16) || sh->n_in % 16) return;
+    double th = time_gemv(sh, t, GEMV_HALF_ROWS, b);
+    gc_record(g, "bench/gemv-half", shape, th > 0, "%.1f us = %.0f%% of copy bandwidth, %.2fx one warp per row",
+              th * 1e6, 100 * bytes / th / bw, t_prod / th);
+    if (!sh->after_norm) return;
+    double tn = time_gemv(sh, t, GEMV_NORM_THEN_PRODUCTION, b), tf = time_gemv(sh, t, GEMV_FUSED_NORM, b);
+    gc_record(g, "bench/gemv-norm", shape, tn > 0 && tf > 0,
+              "norm folded in: %.1f us; rms_norm then GEMV: %.1f us (%.2fx), launched one by one", tf * 1e6,
+              tn * 1e6, tn / tf);
 }
 
 /* The batch-1 GEMV kernel alone on Llama-3-8B's decode matrices: its HBM
@@ -507,23 +546,27 @@ static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, F
 {
     static const struct gemv_shape shapes[] = {
         /* k,v alone: what one launch per matrix cost before Q, K and V shared one */
-        { "k,v alone 4096->1024", 4096, 1024, 0, 0, 0 },
-        { "qkv 4096->4096+2x1024", 4096, 4096, 0, 32, 1024 }, { "o 4096->4096", 4096, 4096, 0, 32, 0 },
-        { "gate+up 4096->2x14336", 4096, 14336, 1, 32, 0 },   { "down 14336->4096", 14336, 4096, 0, 32, 0 },
-        { "head 4096->128256", 4096, 128256, 0, 1, 0 },
+        { "k,v alone 4096->1024", 4096, 1024, 0, 0, 0, 0 },
+        { "qkv 4096->4096+2x1024", 4096, 4096, 0, 32, 1024, 1 }, { "o 4096->4096", 4096, 4096, 0, 32, 0, 0 },
+        { "gate+up 4096->2x14336", 4096, 14336, 1, 32, 0, 1 },   { "down 14336->4096", 14336, 4096, 0, 32, 0, 0 },
+        { "head 4096->128256", 4096, 128256, 0, 1, 0, 1 },
     };
-    float *x = NULL, *y = NULL;
-    if (cudaMalloc((void **)&x, 14336 * 4) || cudaMalloc((void **)&y, 128256 * 4)) {
+    struct gemv_bufs b = { 0 };
+    if (cudaMalloc((void **)&b.x, 14336 * 4) || cudaMalloc((void **)&b.y, 128256 * 4) ||
+        cudaMalloc((void **)&b.norm_w, 14336 * 4) || cudaMalloc((void **)&b.xn, 14336 * 4)) {
         gc_record(g, "bench/gemv", qtype_name(t), 0, "cannot allocate activations");
-        cudaFree(x);
+        cudaFree(b.x);
+        cudaFree(b.y);
+        cudaFree(b.norm_w);
         return -1;
     }
-    cudaMemset(x, 0, 14336 * 4);
+    cudaMemset(b.x, 0x3c, 14336 * 4); /* finite, nonzero: the norm divides by the rms */
+    cudaMemset(b.norm_w, 0x3c, 14336 * 4);
     double total = 0;
     int ok = 1;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const struct gemv_shape *sh = &shapes[i];
-        double ts = time_gemv(sh, t, x, y, 0);
+        double ts = time_gemv(sh, t, GEMV_PRODUCTION, &b);
         char shape[96];
         snprintf(shape, sizeof shape, "%s %s n=1", qtype_name(t), sh->name);
         if (ts <= 0) {
@@ -531,27 +574,21 @@ static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, F
             ok = 0;
             continue;
         }
-        double b = (double)qtype_row_bytes(t, sh->n_in) * (double)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
-        gc_record(g, "bench/gemv", shape, 1, "%.1f us, %.0f GB/s = %.0f%% of copy bandwidth", ts * 1e6, b / ts * 1e-9,
-                  100 * b / ts / bw);
+        double bytes = (double)qtype_row_bytes(t, sh->n_in) * (double)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
+        gc_record(g, "bench/gemv", shape, 1, "%.1f us, %.0f GB/s = %.0f%% of copy bandwidth", ts * 1e6,
+                  bytes / ts * 1e-9, 100 * bytes / ts / bw);
         total += ts * sh->per_step;
-        /* the experiment beside it (gemv.cu, ik_gemv_half_rows): two warps per row */
-        if (sh->per_step && (t == QT_BF16 || t == QT_F16) && sh->n_in % 16 == 0) {
-            double th = time_gemv(sh, t, x, y, 1);
-            if (th > 0)
-                gc_record(g, "bench/gemv-half", shape, 1, "%.1f us = %.0f%% of copy bandwidth, %.2fx one warp per row",
-                          th * 1e6, 100 * b / th / bw, ts / th);
-            else
-                gc_record(g, "bench/gemv-half", shape, 0, "the kernel failed");
-        }
+        bench_gemv_experiments(g, sh, t, shape, ts, bytes, bw, &b);
     }
     if (ok)
         gc_record(g, "bench/gemv", "llama3-8b decode step", 1,
                   "GEMVs alone %.2f ms of the %.2f ms step (%.0f%%); the rest is other kernels, gaps and the host",
                   total * 1e3, t_step * 1e3, 100 * total / t_step);
     if (out && ok) fprintf(out, "metric\tdecode1_gemv_ms\t%.3f\n", total * 1e3);
-    cudaFree(x);
-    cudaFree(y);
+    cudaFree(b.x);
+    cudaFree(b.y);
+    cudaFree(b.norm_w);
+    cudaFree(b.xn);
     return ok ? total : -1;
 }
 
