@@ -109,7 +109,6 @@ int ik_silu_mul(float *h, const float *u, int64_t n, void *stream);
  * the context of this step, not the one n_split was planned for, so a CUDA
  * graph's plan (sized for the longest context) spreads short ones too. */
 #define IK_ATTN_MAX_HEAD_DIM 256
-#define IK_ATTN_SPLIT_ALIGN 32
 struct ik_attn_tile {
     int32_t seq, row0, n_rows, pad;
 };

@@ -125,7 +125,8 @@ int cli_load(struct cli_runtime *rt, const struct config *c, char *err, size_t e
         }
         model_path = path;
     }
-    struct model_load_opts mo = { .path = model_path, .dummy = dummy, .dummy_preset = c->dummy_preset[0] ? c->dummy_preset : NULL };
+    struct model_load_opts mo = { .path = model_path, .dummy = dummy,
+                                  .dummy_preset = c->dummy_preset[0] ? c->dummy_preset : NULL };
     if (dummy) {
         mo.dummy_type = parse_qtype(c->dummy_type);
         if (mo.dummy_type == QT_COUNT) {

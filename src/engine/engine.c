@@ -330,14 +330,16 @@ static void fail_scheduled(struct engine *e, int rc)
     }
 }
 
-/* Samples for a sequence whose logits are ready (forking a request into n choices first). */
-static void advance(struct engine *e, struct seq *s, float *row, double now)
+/* An n > 1 request's first token: its one sequence has not been forked into the n choices yet. */
+static bool needs_fork(const struct seq *s)
+{
+    return s->req->n_seqs != s->req->params.n && s->choice == 0;
+}
+
+/* Forks s's request into its n choices, then samples each from the same row. */
+static void fork_and_advance(struct engine *e, struct seq *s, float *row, double now)
 {
     struct request *r = s->req;
-    if (r->n_seqs == r->params.n || s->choice != 0) {
-        seq_advance(e, s, row, now);
-        return;
-    }
     if (seq_fork(e, r)) {
         cancel_request(e, r, ENGINE_FINISH_ERROR, "out of memory");
         return;
@@ -393,17 +395,15 @@ static void postprocess(struct engine *e)
         sched_register_blocks(e, s);
         if (s->n_computed == s->n_tokens) {
             gen_tokens++;
-            struct request *r = s->req;
             struct row_sample *rs = &e->samples[e->n_samples++];
-            *rs = (struct row_sample){ .s = s, .row = e->logits + (size_t)row++ * V,
-                                       .forks = r->n_seqs != r->params.n && s->choice == 0 };
+            *rs = (struct row_sample){ .s = s, .row = e->logits + (size_t)row++ * V, .forks = needs_fork(s) };
         }
     }
     if (e->sample_pool && e->n_samples > 1) pool_run(e->sample_pool, sample_rows, e);
     else sample_rows(e, 0, 1);
     for (int i = 0; i < e->n_samples; i++) {
         struct row_sample *rs = &e->samples[i];
-        if (rs->forks) advance(e, rs->s, rs->row, now);
+        if (rs->forks) fork_and_advance(e, rs->s, rs->row, now);
         else seq_advance_sampled(e, rs->s, rs->id, rs->lp, now);
     }
     pthread_mutex_lock(&e->stats_mu);

@@ -34,7 +34,7 @@ struct request;
 struct row_sample {
     struct seq *s;
     float *row;
-    bool forks;                 /* an n > 1 request's first token: advanced as before (advance()) */
+    bool forks;                 /* an n > 1 request's first token: sampled after forking (fork_and_advance) */
     int32_t id;                 /* -1: out of memory */
     struct engine_logprob *lp;  /* when the request wants logprobs */
 };

@@ -796,8 +796,8 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
         /* bytes a decode step must read: every weight but the embedding table,
          * of which it reads one row (unless the output projection reuses it) */
         const struct be_weight *te = &r.m->tok_embd;
-        double step_bytes = (double)r.m->weight_bytes -
-                            (r.m->hp.tied_output ? 0.0 : (double)qtype_row_bytes(te->type, te->n_in) * (double)te->n_out);
+        double embd_bytes = (double)qtype_row_bytes(te->type, te->n_in) * (double)te->n_out;
+        double step_bytes = (double)r.m->weight_bytes - (r.m->hp.tied_output ? 0.0 : embd_bytes);
         double roof = step_bytes / t_dec1 / bw;
         gc_record(g, "bench/decode1", shape, roof >= 0.6,
                   "%.1f tok/s (%.2f ms), %.0f GB/s of weights read per token = %.0f%% of measured copy bandwidth %.0f "

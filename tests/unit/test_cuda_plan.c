@@ -11,11 +11,11 @@
  */
 #include "test.h"
 
-#include "../../kernels/attention/attn_split.h"
-#include "../../kernels/rope/rope_pairs.h"
+#include "attention/attn_split.h"
 #include "backend/cuda/cuda_plan.h"
 #include "inferd/backend.h"
 #include "inferd/model.h"
+#include "rope/rope_pairs.h"
 
 #include <stdint.h>
 #include <stdio.h>
