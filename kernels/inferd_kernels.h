@@ -37,7 +37,6 @@ int ik_f32_to_bf16(const float *src, uint16_t *dst, int64_t n, void *stream);
 #define IK_GEMV_MAX_N 8
 int ik_gemv(const void *w, const void *w_up, int type, const float *x, int n, int64_t n_in, int64_t n_out, float *y,
             int accumulate, void *stream);
-int ik_gemv_supported(int type); /* host-only query: 1 if ik_gemv takes this type */
 /* The same for n_w <= IK_GEMV_MAX_W matrices of one type and row length in one
  * launch (Q, K and V): y[i] (+)= W[i] x, W[i] having n_out[i] rows. */
 #define IK_GEMV_MAX_W 3

@@ -370,8 +370,6 @@ int block_of(int type)
 
 } // namespace
 
-extern "C" int ik_gemv_supported(int type) { return block_of(type) != 0; }
-
 static int dispatch(const gemv_mats &m, const void *w_up, int type, const float *x, int n, int64_t n_in, int acc,
                     cudaStream_t s)
 {
