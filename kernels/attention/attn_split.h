@@ -19,6 +19,7 @@
 #include "../common/ik_host_device.h"
 
 #define IK_ATTN_TILE 32 /* positions per staged K/V tile */
+#define IK_ATTN_MAX_SPLITS 64 /* the merge reads two splits per lane of a warp */
 
 /* Positions per split: all of kv_end, or an even share rounded up to whole tiles. */
 static inline IK_HOST_DEVICE int ik_attn_split_len(int kv_end, int n_split)

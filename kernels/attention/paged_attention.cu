@@ -61,22 +61,44 @@ __device__ __forceinline__ pair_ctx pair_of(const ik_attention_args &a, const ik
 }
 
 // Stages K and V of positions [p0, p0 + KT) (zeros past `end`) for KV head kvh into shared memory.
+// Each thread takes its 16-byte units SU at a time and issues their block-
+// table reads, then their K/V reads, before the first store: a decode block
+// of 4 warps stages a tile's 512 units in 2 batches of 2 dependent memory
+// round trips, where a unit at a time took 4 batches. (SU = 4 spills at
+// the kernel's 64-register bound.)
+constexpr int SU = 2;
 __device__ __forceinline__ void stage_kv(const ik_attention_args &a, const int32_t *table, int kvh, int p0, int end,
                                          __half *ks, __half *vs, int stride)
 {
-    const int hd = a.head_dim, units_per_row = hd / 8, kv_dim = a.n_head_kv * hd;
-    for (int u = threadIdx.x; u < KT * units_per_row; u += blockDim.x) {
-        int j = u / units_per_row, c = u % units_per_row, p = p0 + j;
-        uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-        if (p < end) {
-            int64_t slot = (int64_t)table[p / a.block_size] * a.block_size + p % a.block_size;
-            int64_t off = slot * kv_dim + (int64_t)kvh * hd + 8 * c;
-            kk = __ldg((const uint4 *)(a.k_cache + off));
-            vv = __ldg((const uint4 *)(a.v_cache + off));
+    const int hd = a.head_dim, units_per_row = hd / 8, kv_dim = a.n_head_kv * hd, n_units = KT * units_per_row;
+    for (int u0 = threadIdx.x; u0 < n_units; u0 += SU * blockDim.x) {
+        int32_t blk[SU];
+#pragma unroll
+        for (int i = 0; i < SU; i++) {
+            int u = u0 + i * blockDim.x, p = p0 + u / units_per_row;
+            blk[i] = u < n_units && p < end ? __ldg(table + p / a.block_size) : -1;
         }
-        unsigned *kd = (unsigned *)(ks + j * stride + 8 * c), *vd = (unsigned *)(vs + j * stride + 8 * c);
-        kd[0] = kk.x, kd[1] = kk.y, kd[2] = kk.z, kd[3] = kk.w;
-        vd[0] = vv.x, vd[1] = vv.y, vd[2] = vv.z, vd[3] = vv.w;
+        uint4 kk[SU], vv[SU];
+#pragma unroll
+        for (int i = 0; i < SU; i++) {
+            int u = u0 + i * blockDim.x, p = p0 + u / units_per_row;
+            kk[i] = vv[i] = make_uint4(0, 0, 0, 0);
+            if (blk[i] >= 0) {
+                int64_t slot = (int64_t)blk[i] * a.block_size + p % a.block_size;
+                int64_t off = slot * kv_dim + (int64_t)kvh * hd + 8 * (u % units_per_row);
+                kk[i] = __ldg((const uint4 *)(a.k_cache + off));
+                vv[i] = __ldg((const uint4 *)(a.v_cache + off));
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < SU; i++) {
+            int u = u0 + i * blockDim.x;
+            if (u >= n_units) break;
+            int j = u / units_per_row, c = u % units_per_row;
+            unsigned *kd = (unsigned *)(ks + j * stride + 8 * c), *vd = (unsigned *)(vs + j * stride + 8 * c);
+            kd[0] = kk[i].x, kd[1] = kk[i].y, kd[2] = kk[i].z, kd[3] = kk[i].w;
+            vd[0] = vv[i].x, vd[1] = vv[i].y, vd[2] = vv[i].z, vd[3] = vv[i].w;
+        }
     }
 }
 
@@ -91,34 +113,49 @@ __device__ __forceinline__ float score(const __half *q, const __half *k, int hd)
     return s;
 }
 
-// Merges the splits of one pair: rescales every split's sum and accumulator
-// to the global max. Reads through L2 (__ldcg): other blocks wrote them.
+// Merges the splits of one pair (one warp; n_split <= IK_ATTN_MAX_SPLITS =
+// 64): lanes z and z + 32 read split z's and z + 32's max and sum at once,
+// the warp agrees on the global max M and the total L, and each split's
+// weight exp(m_z - M) / L is broadcast while every lane adds its head_dim/32
+// output dims over the live splits (independent loads, batched by the
+// unroll). Reads go through L2 (__ldcg): other blocks wrote them. Splits
+// with a zero sum saw no position of this pair; their accumulators are zero.
+template <int ND>
 __device__ void combine_pair(const ik_attention_args &a, const pair_ctx &pc, const float *part, int lane)
 {
-    const int hd = a.head_dim;
-    float M = -INFINITY;
-    for (int z = 0; z < a.n_split; z++) M = fmaxf(M, __ldcg(part + z * (hd + 2)));
-    float L = 0.f;
-    for (int z = 0; z < a.n_split; z++) {
-        const float *pz = part + z * (hd + 2);
-        float lz = __ldcg(pz + 1);
-        if (lz > 0.f) L += lz * expf(__ldcg(pz) - M);
+    const int hd = a.head_dim, stride = hd + 2, n = a.n_split;
+    float m_lo = -INFINITY, l_lo = 0.f, m_hi = -INFINITY, l_hi = 0.f;
+    if (lane < n) m_lo = __ldcg(part + lane * stride), l_lo = __ldcg(part + lane * stride + 1);
+    if (lane + 32 < n) m_hi = __ldcg(part + (lane + 32) * stride), l_hi = __ldcg(part + (lane + 32) * stride + 1);
+    const float M = warp_max(fmaxf(l_lo > 0.f ? m_lo : -INFINITY, l_hi > 0.f ? m_hi : -INFINITY));
+    float w_lo = l_lo > 0.f ? expf(m_lo - M) : 0.f, w_hi = l_hi > 0.f ? expf(m_hi - M) : 0.f;
+    const float L = warp_sum(w_lo * l_lo + w_hi * l_hi), inv = L > 0.f ? 1.f / L : 0.f;
+    w_lo *= inv, w_hi *= inv;
+    // splits past the last one this pair saw add nothing: stop there
+    const unsigned live_lo = __ballot_sync(0xffffffffu, w_lo > 0.f), live_hi = __ballot_sync(0xffffffffu, w_hi > 0.f);
+    const int n_live = live_hi ? 64 - __clz((int)live_hi) : 32 - __clz((int)live_lo);
+
+    float o[ND];
+#pragma unroll
+    for (int i = 0; i < ND; i++) o[i] = 0.f;
+#pragma unroll 4
+    for (int z = 0; z < n_live; z++) {
+        const float wz = __shfl_sync(0xffffffffu, z < 32 ? w_lo : w_hi, z & 31);
+        const float *pz = part + z * stride + 2;
+#pragma unroll
+        for (int i = 0; i < ND; i++)
+            if (lane + 32 * i < hd) o[i] += wz * __ldcg(pz + lane + 32 * i);
     }
-    float inv = L > 0.f ? 1.f / L : 0.f;
-    float *o = a.out + (int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd;
-    for (int d = lane; d < hd; d += 32) {
-        float s = 0.f;
-        for (int z = 0; z < a.n_split; z++) {
-            const float *pz = part + z * (hd + 2);
-            float lz = __ldcg(pz + 1);
-            if (lz > 0.f) s += __ldcg(pz + 2 + d) * expf(__ldcg(pz) - M);
-        }
-        o[d] = s * inv;
-    }
+    float *out = a.out + (int64_t)pc.row * a.n_head * hd + (int64_t)pc.head * hd;
+#pragma unroll
+    for (int i = 0; i < ND; i++)
+        if (lane + 32 * i < hd) out[lane + 32 * i] = o[i];
 }
 
+// Up to 32 warps per block (rows_per_tile * G): the bound keeps the kernel
+// within the 64 registers a 1,024-thread block can have.
 template <int ND>
-__global__ void attn_kernel(ik_attention_args a)
+__global__ void __launch_bounds__(1024) attn_kernel(ik_attention_args a)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     const int hd = a.head_dim, G = a.n_head / a.n_head_kv, W = blockDim.x >> 5, stride = hd + 2;
@@ -199,7 +236,7 @@ __global__ void attn_kernel(ik_attention_args a)
     __syncthreads();
     if (!is_last || !pc.valid) return;
     __threadfence();
-    combine_pair(a, pc, pair_part, lane);
+    combine_pair<ND>(a, pc, pair_part, lane);
 }
 
 template <int ND> int launch(const ik_attention_args &a, int warps, cudaStream_t s)
@@ -220,7 +257,8 @@ extern "C" int ik_paged_attention(const struct ik_attention_args *a, void *strea
 {
     cudaStream_t s = (cudaStream_t)stream;
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv || a->head_dim % 8 || a->head_dim > IK_ATTN_MAX_HEAD_DIM ||
-        a->rows_per_tile < 1 || a->n_split < 1 || (a->n_split > 1 && (!a->partial || !a->counters)) ||
+        a->rows_per_tile < 1 || a->n_split < 1 || a->n_split > IK_ATTN_MAX_SPLITS ||
+        (a->n_split > 1 && (!a->partial || !a->counters)) ||
         a->block_size < 1)
         return cudaErrorInvalidValue;
     int warps = a->rows_per_tile * (a->n_head / a->n_head_kv);

@@ -61,7 +61,7 @@ TEST(cuda_plan_attention_decode_splits)
     ASSERT_EQ(p.rows_per_tile, 1);
     ASSERT_EQ(p.warps, 4);
     ASSERT_EQ(p.n_tiles, 1);
-    ASSERT(p.n_split > 1 && p.n_split <= 64);
+    ASSERT(p.n_split > 1 && p.n_split <= IK_ATTN_MAX_SPLITS); /* the merge reads two splits per lane */
     ASSERT_EQ(p.split_len % 32, 0);
     ASSERT(p.split_len >= 64);
     ASSERT((int64_t)p.n_split * p.split_len >= 4096);
@@ -90,6 +90,15 @@ TEST(cuda_plan_attention_decode_splits)
     ASSERT_EQ(p.n_tiles, 64);
     ASSERT_EQ(p.max_ctx, 2063);
     check_tiles(qs64, 64, &p);
+
+    /* whatever the GPU and context, never more splits than the kernel's merge takes (it refuses more) */
+    const int sms[] = { 1, 132, 4096 }, kv_heads[] = { 1, 2, 8 }, ctxs[] = { 65, 4096, 131072, 1 << 20 };
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 4; k++) {
+                ASSERT_OK(cuda_plan_attention_decode(1, ctxs[k], 8 * kv_heads[j], kv_heads[j], sms[i], &p));
+                ASSERT(p.n_split >= 1 && p.n_split <= IK_ATTN_MAX_SPLITS);
+            }
 }
 
 /* Non-empty splits of a kv_end context over n_split blocks, and the longest. */

@@ -41,7 +41,6 @@ int cuda_plan_use_gemv(int n, enum qtype t)
 #define ATTN_PREFILL_WARPS 16   /* pairs per block for multi-row tiles: K/V staged once for 16 */
 /* positions per split (2 K/V tiles); 256 left a 512-token decode on 16 blocks of 132 SMs */
 #define ATTN_MIN_SPLIT_LEN 64
-#define ATTN_MAX_SPLITS 64
 #define ATTN_BLOCKS_PER_SM 2    /* enough blocks to fill every SM twice */
 
 static int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
@@ -62,7 +61,7 @@ static void plan_splits(int n_tiles, int rows, int G, int n_head_kv, int max_ctx
     int split = ceil_div(want, blocks);
     int by_len = max_ctx / ATTN_MIN_SPLIT_LEN;
     if (split > by_len) split = by_len;
-    if (split > ATTN_MAX_SPLITS) split = ATTN_MAX_SPLITS;
+    if (split > IK_ATTN_MAX_SPLITS) split = IK_ATTN_MAX_SPLITS;
     if (split <= 1) return;
     int len = ceil_div(max_ctx, split);
     len = ceil_div(len, IK_ATTN_TILE) * IK_ATTN_TILE; /* splits start at K/V tile boundaries */
