@@ -43,14 +43,15 @@ int ik_gemv(const void *w, const void *w_up, int type, const float *x, int n, in
 int ik_gemv_multi(const void *const *w, const int64_t *n_out, float *const *y, int n_w, int type, const float *x,
                   int n, int64_t n_in, int accumulate, void *stream);
 
-/* Experiments, called by tests/gpu only (bench/gemv, kernel_check). Batch 1,
- * BF16/F16 weights, n_in % 16 == 0, two warps per row (see gemv.cu). The
- * semantics of ik_gemv_multi at n = 1; with w_up (n_w == 1, no
- * accumulate) those of ik_gemv's SwiGLU. */
+/* Batch 1, BF16/F16 weights, n_in % 16 == 0, two warps per row whatever the
+ * row count (see gemv.cu): what ik_gemv and ik_gemv_multi run at n = 1 on
+ * matrices of up to 8,192 rows, exposed so that tests/gpu can check and time
+ * it on larger ones. The semantics of ik_gemv_multi at n = 1; with w_up
+ * (n_w == 1, no accumulate) those of ik_gemv's SwiGLU. */
 int ik_gemv_half_rows(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up, int type,
                       const float *x, int64_t n_in, int accumulate, void *stream);
 
-/* Experiment, likewise: batch 1, BF16/F16 weights, n_in % 8 == 0, the
+/* Experiment, called by tests/gpu only: batch 1, BF16/F16 weights, n_in % 8 == 0, the
  * product of RMSNorm(x) * norm_w (as ik_rms_norm would make it) instead of
  * x, in one launch (see gemv.cu). */
 int ik_gemv_rms_norm(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up, int type,
@@ -101,7 +102,8 @@ int ik_silu_mul(float *h, const float *u, int64_t n, void *stream);
  * sequence; a CUDA block takes (tile, KV head, context split) with one warp
  * per (row, query head) pair, so rows_per_tile * (n_head / n_head_kv) <= 32.
  * Row r sees positions 0..min(positions[r], context_len[seq] - 1).
- * n_split > 1 splits each tile's visible context evenly (in multiples of 32
+ * n_split > 1 (at most IK_ATTN_MAX_SPLITS, attention/attn_split.h) splits
+ * each tile's visible context evenly (in multiples of 32
  * positions) over n_split blocks; the last of them to finish merges the
  * others' results from `partial` (ik_attention_partial_floats() floats),
  * counting arrivals in `counters`. The split follows

@@ -5,7 +5,9 @@
 // straight from the GGUF blocks, so a decode step streams each weight byte
 // from HBM exactly once, whatever the batch size up to the limit.
 //
-// One warp per weight row; lanes walk the row in chunks (32 elements of a
+// One warp per weight row (two, each taking half, for batch 1 over the
+// 16-bit weights of a matrix small enough to leave the GPU part idle: see
+// gemv_half_rows); lanes walk the row in chunks (32 elements of a
 // quantized type, decoded by ik_quant.cuh; 16-byte vectors of F16/BF16/F32,
 // several issued before any math) so neighbouring lanes read neighbouring
 // bytes and each lane keeps enough reads in flight to stream HBM. Each
@@ -285,14 +287,17 @@ int launch(const gemv_mats &m, const void *w_up, const float *x, int n, int64_t 
     return launch_status();
 }
 
-// ---- experiments (tests/gpu checks and times them; not on the production path) ----
-//
-// Batch 1, float weights, two warps per row: each streams one half and the
+// Batch 1, 16-bit weights, two warps per row: each streams one half and the
 // pair adds its halves through shared memory. A matrix becomes twice as many
 // half-size pieces of work, so the last wave of a small matrix is fuller
 // (Q/K/V: 6,144 one-row warps on 4,224 resident ones is 1.45 waves) at the
-// price of a block barrier. bench/gemv reports it beside gemv_kernel; it
-// replaces gemv_kernel's batch-1 path only if it wins there.
+// price of a block barrier. dispatch() sends matrices of up to
+// HALF_ROWS_MAX_ROWS rows here: on an H200 (tests/gpu bench/gemv-half,
+// Llama-3-8B shapes) it took Q/K/V from 20.9 to 15.9 us, O from 14.3 to
+// 11.6 and down from 36.0 to 32.0, while gate+up (14,336 rows) was even and
+// the 128,256-row head 3% slower.
+constexpr int64_t HALF_ROWS_MAX_ROWS = 8192;
+
 template <int T, bool UP>
 __global__ void __launch_bounds__(WARPS * 32, 8)
     gemv_half_rows(gemv_mats m, const uint8_t *w_up, const float *x, int64_t n_in, int accumulate)
@@ -322,6 +327,8 @@ __global__ void __launch_bounds__(WARPS * 32, 8)
     *o = accumulate ? *o + s : s;
 }
 
+// ---- experiment (tests/gpu checks and times it; not on the production path) ----
+//
 // Batch 1, float weights, with the RMSNorm of x folded in: the product is of
 // x / rms(x) * wn, the RMS taken from the squares the warp gathers while it
 // reads x for the dot products anyway, so the norm needs no launch and no
@@ -373,6 +380,10 @@ int block_of(int type)
 static int dispatch(const gemv_mats &m, const void *w_up, int type, const float *x, int n, int64_t n_in, int acc,
                     cudaStream_t s)
 {
+    // halves of 16-byte vectors need n_in % 16; w_up comes only with one matrix and no accumulate
+    if (n == 1 && (type == T_BF16 || type == T_F16) && n_in % 16 == 0 && m.rows <= HALF_ROWS_MAX_ROWS)
+        return type == T_BF16 ? launch_half_rows<T_BF16>(m, w_up, x, n_in, acc, s)
+                              : launch_half_rows<T_F16>(m, w_up, x, n_in, acc, s);
     switch (type) {
     case T_Q4_0: return launch<T_Q4_0>(m, w_up, x, n, n_in, acc, s);
     case T_Q4_1: return launch<T_Q4_1>(m, w_up, x, n, n_in, acc, s);

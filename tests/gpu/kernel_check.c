@@ -372,6 +372,7 @@ static void check_matmul(struct gc *g)
         for (int i = 0; i < n_ns; i++) check_matmul_case(g, t, 1024, 384, ns[i], 0, 1);
         check_matmul_case(g, t, 4096, 512, 1, 1, 1);
         check_matmul_case(g, t, 4096, 512, 17, 1, 1);
+        check_matmul_case(g, t, 768, 256, 1, 0, 3);
         check_matmul_case(g, t, 768, 256, 2, 0, 3);
         check_matmul_case(g, t, 768, 256, 33, 0, 3);
     }
@@ -385,6 +386,7 @@ static void check_matmul(struct gc *g)
     unsetenv("INFERD_CUDA_BF16_COPIES");
     /* a row count that is not a multiple of the GEMV block's 4 warps, and an odd float width */
     check_matmul_case(g, QT_BF16, 264, 131, 5, 0, 1);
+    check_matmul_case(g, QT_F16, 1024, 261, 1, 1, 1); /* batch 1, two warps per row, an odd row count */
     check_matmul_case(g, QT_F32, 20, 7, 3, 1, 1);
 }
 
@@ -456,13 +458,15 @@ static void check_swiglu(struct gc *g)
     }
 }
 
-/* The experimental GEMVs of gemv.cu, timed by bench/gemv, against the
- * production kernel on the same device data: ik_gemv_half_rows (two warps
- * per row) and ik_gemv_rms_norm (the input RMSNorm folded in; reference:
- * ik_rms_norm, then the production GEMV). Only the order of float sums
- * differs (and the norm's sum of squares, float instead of double), so
- * 1e-5 x rms. Shapes: stacked Q/K/V with a row count that leaves part of a
- * block, O accumulating, SwiGLU. */
+/* gemv.cu's batch-1 variants against the one-warp-per-row kernel on the same
+ * device data: ik_gemv_half_rows (two warps per row) and ik_gemv_rms_norm
+ * (the input RMSNorm folded in; reference: ik_rms_norm, then the GEMV).
+ * Only the order of float sums differs (and the norm's sum of squares, float
+ * instead of double), so 1e-5 x rms. Shapes: stacked Q/K/V with an odd row
+ * count (part of a block), O accumulating, SwiGLU; every one above the
+ * 8,192 rows up to which the production path is ik_gemv_half_rows itself, so
+ * that the reference is the one-warp kernel. (The production path at small
+ * row counts is checked against the CPU by the matmul and swiglu ops.) */
 enum gemv_experiment { EXP_HALF_ROWS, EXP_RMS_NORM };
 
 static void check_gemv_experiment_case(struct gc *g, enum gemv_experiment e, enum qtype t, int64_t n_in,
@@ -533,12 +537,13 @@ static void check_gemv_experiment_case(struct gc *g, enum gemv_experiment e, enu
 static void check_gemv_experiments(struct gc *g)
 {
     const enum qtype types[2] = { QT_BF16, QT_F16 };
-    const int64_t qkv[3] = { 509, 128, 128 }, o[1] = { 300 }, ff[1] = { 777 };
+    const int64_t qkv[3] = { 8193, 128, 128 }, o[1] = { 8203 }, ff[1] = { 8301 };
     for (int e = EXP_HALF_ROWS; e <= EXP_RMS_NORM; e++)
         for (int i = 0; i < 2; i++) {
-            check_gemv_experiment_case(g, e, types[i], 4096, qkv, 3, 0, 0);
-            check_gemv_experiment_case(g, e, types[i], 2048, o, 1, 0, 1);
-            check_gemv_experiment_case(g, e, types[i], 1024, ff, 1, 1, 0);
+            /* short rows keep 8,000-odd of them small (memcheck runs these too) */
+            check_gemv_experiment_case(g, e, types[i], 1024, qkv, 3, 0, 0);
+            check_gemv_experiment_case(g, e, types[i], 512, o, 1, 0, 1);
+            check_gemv_experiment_case(g, e, types[i], 256, ff, 1, 1, 0);
         }
 }
 
@@ -809,6 +814,7 @@ static void check_attention(struct gc *g)
     const struct attn_case cases[] = {
         { "decode b1 ctx1", 32, 8, 128, 16, 1, { 1 }, { 1 }, 0 },
         { "decode b1 ctx4100 (split)", 32, 8, 128, 16, 1, { 1 }, { 4100 }, 1 },
+        { "decode b1 ctx4096 (64 splits)", 16, 2, 128, 16, 1, { 1 }, { 4096 }, 1 },
         { "decode b5 mixed ctx", 32, 8, 128, 16, 5, { 1, 1, 1, 1, 1 }, { 17, 300, 2000, 33, 5000 }, 0 },
         { "prefill 100 over prefix 600", 32, 8, 128, 16, 1, { 100 }, { 700 }, 1 },
         { "mixed decode+prefill", 9, 3, 64, 16, 3, { 1, 45, 1 }, { 800, 45, 3 }, 0 },
