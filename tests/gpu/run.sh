@@ -23,6 +23,7 @@
 #   bench      decode/prefill on a Llama-3-8B-shaped bf16 dummy model, HBM roofline, GEMM vs cuBLAS
 #   cli-bench  `inferd bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 --device cuda`
 #   load64     the same model through the engine: 128 requests at concurrency 64 (output tokens/s)
+#   profile    Nsight Compute (ncu), if present, on one split decode attention launch: where its time goes
 # Full logs go to OUT_DIR/<stage>.log (packed into OUT_DIR/logs.tar.gz with
 # INFERD_GPU_PACK=1), check rows to OUT_DIR/results.tsv, and the results
 # table (printed last) to OUT_DIR/summary.txt. Exit status: 0 when
@@ -240,6 +241,34 @@ if [ $DAEMON = 1 ]; then
     stage load64 150 60 "$INFERD" bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 \
         --device cuda --max-num-seqs 64 --requests 128 --concurrency 64 \
         --prompt-len 128 --gen-len 64 --log-level info
+fi
+
+# ---- profile: informational, run last ----
+# bench/ops times attention per launch but cannot say why it takes what it
+# takes; ncu's stall reasons can. The kernel check's second attention launch
+# is "decode b1 ctx4100 (split)" (Llama-3-8B heads, 33 splits). Hosts that
+# do not let users read the GPU's counters (ERR_NVGPUCTRPERM) say so and pass.
+profile_attention() {
+    local report rc
+    report=$("$NCU" --kernel-name regex:attn_kernel --launch-skip 1 --launch-count 1 \
+        --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+        --section MemoryWorkloadAnalysis "$CHECK" --ops --quick 2>&1)
+    rc=$?
+    echo "$report"
+    if grep -q ERR_NVGPUCTRPERM <<<"$report"; then
+        echo "profile: this host does not let users read GPU performance counters (ERR_NVGPUCTRPERM)"
+        return 0
+    fi
+    [ $rc -eq 0 ] && echo "profile: ncu report of one split decode attention launch above"
+    return $rc
+}
+export -f profile_attention
+NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+export NCU
+if [ -x "$CHECK" ] && [ -n "$NCU" ]; then
+    stage profile 60 40 profile_attention
+else
+    record profile SKIP 0 "ncu not found (or no kernel check)"
 fi
 
 # ---- results table ----
