@@ -387,6 +387,77 @@ static double time_forward(struct runner *r, struct step *st, int n_seqs, int q_
     return median(t, reps);
 }
 
+/* bench/matmul64: the backend's matmul at n = 64 (what a batch-64 decode
+ * step runs: bf16 activations into cuBLAS on the resident bf16 weights) on
+ * each Llama-3-8B decode matrix, with its weight bytes per second against
+ * the copy bandwidth; then how much of the batch-64 step the matmuls of 32
+ * layers and the head are (the rest: attention over 64 contexts, the small
+ * kernels, the host). Gate and up are timed as one 28,672-row matrix. Small
+ * matrices cycle through copies so that none is still in L2 when it is read
+ * again; R calls are queued between two syncs, so a line is the matmul and
+ * its launch, not a sync round trip. */
+static void bench_matmul64(struct gc *g, double bw, double t_step64, FILE *out)
+{
+    static const struct {
+        const char *name;
+        int n_in, n_out, per_step;
+    } shapes[] = {
+        { "qkv 4096->6144", 4096, 6144, 32 },       { "o 4096->4096", 4096, 4096, 32 },
+        { "gate+up 4096->28672", 4096, 28672, 32 }, { "down 14336->4096", 14336, 4096, 32 },
+        { "head 4096->128256", 4096, 128256, 1 },
+    };
+    enum { N = 64, R = 20, MAX_COPIES = 8 };
+    struct backend *be = g->gpu;
+    double total = 0;
+    int ok = 1;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int k = shapes[i].n_in, m = shapes[i].n_out;
+        size_t wb = (size_t)m * k * 2;
+        int copies = (int)(((size_t)256 << 20) / wb) + 1;
+        copies = copies > MAX_COPIES ? MAX_COPIES : copies;
+        uint16_t *hw = malloc(wb);
+        struct be_weight w[MAX_COPIES];
+        int n_w = 0;
+        if (hw) {
+            memset(hw, 0x3c, wb); /* bf16 0x3c3c = 0.0115: cuBLAS's speed does not depend on the values */
+            for (; n_w < copies; n_w++)
+                if (be->ops->weight_prepare(be, &w[n_w], QT_BF16, k, m, hw, 0)) break;
+        }
+        free(hw);
+        float *x = be->ops->alloc(be, (size_t)N * k * 4), *y = be->ops->alloc(be, (size_t)N * m * 4);
+        double t = -1;
+        if (n_w > 0 && x && y && !be->ops->reserve(be, N, &w[0])) {
+            struct be_matmul mm = { .x = x, .n = N, .n_w = 1, .w = { &w[0] }, .y = { y } };
+            be->ops->matmul(be, &mm); /* warm-up: first-use scratch */
+            double v[5];
+            int rc = be->ops->sync(be);
+            for (int rep = 0; rep < 5 && !rc; rep++) {
+                double t0 = now_s();
+                for (int c = 0; c < R; c++) {
+                    mm.w[0] = &w[c % n_w];
+                    be->ops->matmul(be, &mm);
+                }
+                rc = be->ops->sync(be);
+                v[rep] = (now_s() - t0) / R;
+            }
+            if (!rc) t = median(v, 5);
+        }
+        be->ops->release(be, x);
+        be->ops->release(be, y);
+        for (int c = 0; c < n_w; c++) be->ops->weight_release(be, &w[c]);
+        gc_record(g, "bench/matmul64", shapes[i].name, t > 0, "%.1f us, %.0f GB/s of weights = %.0f%% of copy bandwidth",
+                  t * 1e6, (double)wb / t * 1e-9, 100 * (double)wb / t / bw);
+        if (t <= 0) ok = 0;
+        total += shapes[i].per_step * t;
+    }
+    if (!ok || t_step64 <= 0) return;
+    gc_record(g, "bench/matmul64", "llama3-8b decode step of 64", 1,
+              "matmuls alone %.2f ms of the %.2f ms step (%.0f%%); the rest is attention over 64 contexts, the other "
+              "kernels and the host",
+              total * 1e3, t_step64 * 1e3, 100 * total / t_step64);
+    if (out) fprintf(out, "metric\tdecode64_matmul_ms\t%.3f\n", total * 1e3);
+}
+
 /* The backend's matmul vs a bare cuBLAS bf16 GEMM on (n x k) * (m x k)^T. */
 static void gemm_vs_cublas(struct gc *g, int m, int k, int n, FILE *out)
 {
@@ -810,6 +881,7 @@ int gc_bench(struct gc *g, const char *preset, const char *type, FILE *out)
         bench_step_ops(g, t_dec1, t_gemv, out);
         gc_record(g, "bench/decode64", shape, 1, "%.0f tok/s (%.2f ms per step of 64)", big_batch / t_dec64,
                   t_dec64 * 1e3);
+        if (t == QT_BF16 && r.m->hp.n_embd == 4096 && r.m->hp.n_ff == 14336) bench_matmul64(g, bw, t_dec64, out);
         gc_record(g, "bench/graphs", shape, e_dec1 > 0 && e_dec64 > 0,
                   "eager (no CUDA graphs): decode1 %.1f tok/s (graphs %.2fx), decode64 %.0f tok/s (graphs %.2fx)",
                   1 / e_dec1, e_dec1 / t_dec1, big_batch / e_dec64, e_dec64 / t_dec64);
