@@ -72,30 +72,29 @@ __device__ __forceinline__ void stage_kv(const ik_attention_args &a, const int32
 {
     const int hd = a.head_dim, units_per_row = hd / 8, kv_dim = a.n_head_kv * hd, n_units = KT * units_per_row;
     for (int u0 = threadIdx.x; u0 < n_units; u0 += SU * blockDim.x) {
-        int32_t blk[SU];
+        int j[SU], c[SU];     // unit u: tile row j (position p0 + j), 16-byte column c
+        int32_t blk[SU];      // its cache block, -1 past `end` (zeros)
 #pragma unroll
         for (int i = 0; i < SU; i++) {
             int u = u0 + i * blockDim.x, p = p0 + u / units_per_row;
+            j[i] = u / units_per_row, c[i] = u % units_per_row;
             blk[i] = u < n_units && p < end ? __ldg(table + p / a.block_size) : -1;
         }
         uint4 kk[SU], vv[SU];
 #pragma unroll
         for (int i = 0; i < SU; i++) {
-            int u = u0 + i * blockDim.x, p = p0 + u / units_per_row;
             kk[i] = vv[i] = make_uint4(0, 0, 0, 0);
             if (blk[i] >= 0) {
-                int64_t slot = (int64_t)blk[i] * a.block_size + p % a.block_size;
-                int64_t off = slot * kv_dim + (int64_t)kvh * hd + 8 * (u % units_per_row);
+                int64_t slot = (int64_t)blk[i] * a.block_size + (p0 + j[i]) % a.block_size;
+                int64_t off = slot * kv_dim + (int64_t)kvh * hd + 8 * c[i];
                 kk[i] = __ldg((const uint4 *)(a.k_cache + off));
                 vv[i] = __ldg((const uint4 *)(a.v_cache + off));
             }
         }
 #pragma unroll
         for (int i = 0; i < SU; i++) {
-            int u = u0 + i * blockDim.x;
-            if (u >= n_units) break;
-            int j = u / units_per_row, c = u % units_per_row;
-            unsigned *kd = (unsigned *)(ks + j * stride + 8 * c), *vd = (unsigned *)(vs + j * stride + 8 * c);
+            if (u0 + i * (int)blockDim.x >= n_units) break;
+            unsigned *kd = (unsigned *)(ks + j[i] * stride + 8 * c[i]), *vd = (unsigned *)(vs + j[i] * stride + 8 * c[i]);
             kd[0] = kk[i].x, kd[1] = kk[i].y, kd[2] = kk[i].z, kd[3] = kk[i].w;
             vd[0] = vv[i].x, vd[1] = vv[i].y, vd[2] = vv[i].z, vd[3] = vv[i].w;
         }

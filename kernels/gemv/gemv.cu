@@ -356,13 +356,30 @@ __global__ void __launch_bounds__(WARPS * 32, 6)
 }
 
 template <int T>
-int launch_half_rows(const gemv_mats &m, const void *w_up, const float *x, int64_t n_in, int acc, cudaStream_t s)
+void launch_half_rows_t(const gemv_mats &m, const uint8_t *wu, const float *x, int64_t n_in, int acc, cudaStream_t s)
 {
     const unsigned grid = grid_for(m.rows, WARPS / 2);
-    const uint8_t *wu = (const uint8_t *)w_up;
     if (wu) gemv_half_rows<T, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, n_in, acc);
     else gemv_half_rows<T, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, n_in, acc);
+}
+
+// type: T_BF16 or T_F16 (the callers check).
+int launch_half_rows(const gemv_mats &m, const void *w_up, int type, const float *x, int64_t n_in, int acc,
+                     cudaStream_t s)
+{
+    const uint8_t *wu = (const uint8_t *)w_up;
+    if (type == T_BF16) launch_half_rows_t<T_BF16>(m, wu, x, n_in, acc, s);
+    else launch_half_rows_t<T_F16>(m, wu, x, n_in, acc, s);
     return launch_status();
+}
+
+template <int T>
+void launch_rms_norm_t(const gemv_mats &m, const uint8_t *wu, const float *x, const float *wn, float eps, int64_t n_in,
+                       int acc, cudaStream_t s)
+{
+    const unsigned grid = grid_for(m.rows, WARPS);
+    if (wu) gemv_rms_norm<T, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, wn, eps, n_in, acc);
+    else gemv_rms_norm<T, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, wn, eps, n_in, acc);
 }
 
 int block_of(int type)
@@ -382,8 +399,7 @@ static int dispatch(const gemv_mats &m, const void *w_up, int type, const float 
 {
     // halves of 16-byte vectors need n_in % 16; w_up comes only with one matrix and no accumulate
     if (n == 1 && (type == T_BF16 || type == T_F16) && n_in % 16 == 0 && m.rows <= HALF_ROWS_MAX_ROWS)
-        return type == T_BF16 ? launch_half_rows<T_BF16>(m, w_up, x, n_in, acc, s)
-                              : launch_half_rows<T_F16>(m, w_up, x, n_in, acc, s);
+        return launch_half_rows(m, w_up, type, x, n_in, acc, s);
     switch (type) {
     case T_Q4_0: return launch<T_Q4_0>(m, w_up, x, n, n_in, acc, s);
     case T_Q4_1: return launch<T_Q4_1>(m, w_up, x, n, n_in, acc, s);
@@ -435,9 +451,7 @@ extern "C" int ik_gemv_half_rows(const void *const *w, const int64_t *n_out, flo
     gemv_mats m;
     if (stack_mats(w, n_out, y, n_w, &m)) return cudaErrorInvalidValue;
     if (m.rows == 0) return cudaSuccess;
-    cudaStream_t s = (cudaStream_t)stream;
-    return type == T_BF16 ? launch_half_rows<T_BF16>(m, w_up, x, n_in, accumulate, s)
-                          : launch_half_rows<T_F16>(m, w_up, x, n_in, accumulate, s);
+    return launch_half_rows(m, w_up, type, x, n_in, accumulate, (cudaStream_t)stream);
 }
 
 extern "C" int ik_gemv_rms_norm(const void *const *w, const int64_t *n_out, float *const *y, int n_w, const void *w_up,
@@ -450,14 +464,10 @@ extern "C" int ik_gemv_rms_norm(const void *const *w, const int64_t *n_out, floa
     gemv_mats m;
     if (stack_mats(w, n_out, y, n_w, &m)) return cudaErrorInvalidValue;
     if (m.rows == 0) return cudaSuccess;
-    const unsigned grid = grid_for(m.rows, WARPS);
     const uint8_t *wu = (const uint8_t *)w_up;
     cudaStream_t s = (cudaStream_t)stream;
-    const int acc = wu ? 0 : accumulate;
-    if (type == T_BF16 && wu) gemv_rms_norm<T_BF16, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
-    else if (type == T_BF16) gemv_rms_norm<T_BF16, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
-    else if (wu) gemv_rms_norm<T_F16, true><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
-    else gemv_rms_norm<T_F16, false><<<grid, WARPS * 32, 0, s>>>(m, wu, x, norm_w, eps, n_in, acc);
+    if (type == T_BF16) launch_rms_norm_t<T_BF16>(m, wu, x, norm_w, eps, n_in, accumulate, s);
+    else launch_rms_norm_t<T_F16>(m, wu, x, norm_w, eps, n_in, accumulate, s);
     return launch_status();
 }
 
@@ -467,10 +477,7 @@ extern "C" int ik_gemv(const void *w, const void *w_up, int type, const float *x
     int blk = block_of(type);
     if (!blk || n_in % blk || n < 0 || n > IK_GEMV_MAX_N || (w_up && accumulate)) return cudaErrorInvalidValue;
     if (n == 0 || n_out <= 0) return cudaSuccess;
-    gemv_mats m = {};
-    m.n_w = 1;
-    m.w[0] = (const uint8_t *)w;
-    m.y[0] = y;
-    m.row_end[0] = m.rows = n_out;
+    gemv_mats m;
+    stack_mats(&w, &n_out, &y, 1, &m);
     return dispatch(m, w_up, type, x, n, n_in, accumulate, (cudaStream_t)stream);
 }

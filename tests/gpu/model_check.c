@@ -387,6 +387,14 @@ static double time_forward(struct runner *r, struct step *st, int n_seqs, int q_
     return median(t, reps);
 }
 
+/* Copies of a `bytes` weight to cycle through so that none is still in the
+ * 50 MB L2 when it is read again: 256 MB of them, at least one, at most cap. */
+static int l2_copies(size_t bytes, int cap)
+{
+    size_t n = ((size_t)256 << 20) / bytes + 1;
+    return n > (size_t)cap ? cap : (int)n;
+}
+
 /* bench/matmul64: the backend's matmul at n = 64 (what a batch-64 decode
  * step runs: bf16 activations into cuBLAS on the resident bf16 weights) on
  * each Llama-3-8B decode matrix, with its weight bytes per second against
@@ -413,8 +421,7 @@ static void bench_matmul64(struct gc *g, double bw, double t_step64, FILE *out)
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int k = shapes[i].n_in, m = shapes[i].n_out;
         size_t wb = (size_t)m * k * 2;
-        int copies = (int)(((size_t)256 << 20) / wb) + 1;
-        copies = copies > MAX_COPIES ? MAX_COPIES : copies;
+        const int copies = l2_copies(wb, MAX_COPIES);
         uint16_t *hw = malloc(wb);
         struct be_weight w[MAX_COPIES];
         int n_w = 0;
@@ -533,6 +540,14 @@ struct gemv_bufs {
     float *x, *y, *norm_w, *xn; /* activations (up to 14,336), outputs (up to 128,256), norm weights, normed x */
 };
 
+static void gemv_bufs_free(struct gemv_bufs *b)
+{
+    cudaFree(b->x);
+    cudaFree(b->y);
+    cudaFree(b->norm_w);
+    cudaFree(b->xn);
+}
+
 /* One batch-1 launch (two for GEMV_NORM_THEN_PRODUCTION) of `variant` on the
  * matrices of sh stacked at m (Q, K, V; or gate then up). */
 static void launch_gemv(const struct gemv_shape *sh, enum qtype t, enum gemv_variant variant, const uint8_t *m,
@@ -568,11 +583,10 @@ static void launch_gemv(const struct gemv_shape *sh, enum qtype t, enum gemv_var
 static double time_gemv(const struct gemv_shape *sh, enum qtype t, enum gemv_variant variant, const struct gemv_bufs *b)
 {
     size_t bytes = qtype_row_bytes(t, sh->n_in) * (size_t)(sh->n_out + 2 * sh->kv_rows) * (sh->up ? 2 : 1);
-    size_t copies = ((size_t)256 << 20) / bytes + 1;
-    if (copies > 64) copies = 64;
+    const int copies = l2_copies(bytes, 64);
     void *w[64] = { 0 };
     int n_w = 0;
-    for (; n_w < (int)copies; n_w++) {
+    for (; n_w < copies; n_w++) {
         if (cudaMalloc(&w[n_w], bytes)) break;
         cudaMemset(w[n_w], 0x3c, bytes); /* bf16 0x3c3c = 0.0115: finite for every type */
     }
@@ -629,9 +643,7 @@ static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, F
     if (cudaMalloc((void **)&b.x, 14336 * 4) || cudaMalloc((void **)&b.y, 128256 * 4) ||
         cudaMalloc((void **)&b.norm_w, 14336 * 4) || cudaMalloc((void **)&b.xn, 14336 * 4)) {
         gc_record(g, "bench/gemv", qtype_name(t), 0, "cannot allocate activations");
-        cudaFree(b.x);
-        cudaFree(b.y);
-        cudaFree(b.norm_w);
+        gemv_bufs_free(&b);
         return -1;
     }
     cudaMemset(b.x, 0x3c, 14336 * 4); /* finite, nonzero: the norm divides by the rms */
@@ -659,10 +671,7 @@ static double bench_gemv(struct gc *g, enum qtype t, double bw, double t_step, F
                   "GEMVs alone %.2f ms of the %.2f ms step (%.0f%%); the rest is other kernels, gaps and the host",
                   total * 1e3, t_step * 1e3, 100 * total / t_step);
     if (out && ok) fprintf(out, "metric\tdecode1_gemv_ms\t%.3f\n", total * 1e3);
-    cudaFree(b.x);
-    cudaFree(b.y);
-    cudaFree(b.norm_w);
-    cudaFree(b.xn);
+    gemv_bufs_free(&b);
     return ok ? total : -1;
 }
 
