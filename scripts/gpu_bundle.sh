@@ -7,6 +7,8 @@
 #
 #   .gpu-bundle/bin/inferd             the daemon, CUDA backend included
 #   .gpu-bundle/bin/inferd_gpu_check   the kernel / model check of tests/gpu
+#   .gpu-bundle/bin/inferd_tests       the unit tests (run.sh's cpu-isa stage runs
+#                                      the CPU kernel-set ones on the host's CPU)
 #   .gpu-bundle/lib/*.so*              the non-system libraries they load
 #                                      (microhttpd, jansson, libuv, pcre2 and
 #                                      what gnutls pulls in), copied as ldd
@@ -32,11 +34,11 @@ for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do [ -d "$d" ] && PATH=$PATH
 command -v nvcc >/dev/null || { echo "gpu_bundle: nvcc not found (install the CUDA toolkit)" >&2; exit 1; }
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINFERD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target inferd inferd_gpu_check
+cmake --build "$BUILD" -j"$(nproc)" --target inferd inferd_gpu_check inferd_tests
 
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/lib"
-cp "$BUILD/inferd" "$BUILD/inferd_gpu_check" "$OUT/bin/"
+cp "$BUILD/inferd" "$BUILD/inferd_gpu_check" "$BUILD/inferd_tests" "$OUT/bin/"
 strip --strip-debug "$OUT/bin/"*
 
 # Every library ldd resolves, except the C runtime and CUDA's (both on any GPU host).

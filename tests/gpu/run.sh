@@ -20,6 +20,8 @@
 #   greedy     dummy models on both backends: 5 prompts x 32 greedy tokens must agree (near-ties excepted);
 #              decode steps replayed from CUDA graphs against the same steps run eagerly
 #   daemon     `inferd generate` CPU vs CUDA on a real GGUF, if one is present (models/ or $INFERD_MODEL)
+#   cpu-isa    the CPU kernel sets this host has and the dev VM lacks (AVX-512 VNNI): the CPU unit tests
+#              that compare every set with the scalar reference, then greedy output avx512 == avx2
 #   bench      decode/prefill on a Llama-3-8B-shaped bf16 dummy model, HBM roofline, GEMM vs cuBLAS
 #   cli-bench  `inferd bench --load-format dummy --dummy-preset llama3-8b --dummy-type BF16 --device cuda`
 #   load64     the same model through the engine: 128 requests at concurrency 64 (output tokens/s)
@@ -44,6 +46,7 @@ ROWS=()
 FAILED=0
 CHECK=$BUILD/inferd_gpu_check
 INFERD=$BUILD/inferd
+TESTS=$BUILD/inferd_tests
 
 elapsed() { echo $(($(date +%s) - T0)); }
 
@@ -81,7 +84,7 @@ stage() {
     return $rc
 }
 
-export ROOT OUTDIR BUILD RESULTS CHECK INFERD
+export ROOT OUTDIR BUILD RESULTS CHECK INFERD TESTS
 
 # ---- env ----
 env_info() {
@@ -144,8 +147,9 @@ if [ -n "$PREBUILT" ] && [ -x "$PREBUILT/bin/inferd_gpu_check" ]; then
     fi
     CHECK=$PREBUILT/bin/inferd_gpu_check
     INFERD=$PREBUILT/bin/inferd
+    TESTS=$PREBUILT/bin/inferd_tests
     LD_LIBRARY_PATH=$PREBUILT/lib:$(cuda_lib_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    export CHECK INFERD LD_LIBRARY_PATH
+    export CHECK INFERD TESTS LD_LIBRARY_PATH
     record build SKIP 0 "prebuilt bundle $(cat "$PREBUILT/COMMIT" 2>/dev/null | cut -c1-60)"
     if "$INFERD" --version >"$OUTDIR/bundle-ldd.log" 2>&1; then
         DAEMON=1
@@ -158,7 +162,7 @@ else
     stage build 180 60 cmake --build "$BUILD" -j"$JOBS" --target inferd_gpu_check
     if grep -q '^INFERD_COMPUTE_ONLY:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
         record build-cli SKIP 0 "server libraries not installed: no daemon binary on this host"
-    elif stage build-cli 120 60 cmake --build "$BUILD" -j"$JOBS" --target inferd; then
+    elif stage build-cli 120 60 cmake --build "$BUILD" -j"$JOBS" --target inferd inferd_tests; then
         DAEMON=1
     fi
 fi
@@ -230,6 +234,40 @@ if [ $DAEMON = 1 ] && [ -f "$MODEL_FILE" ]; then
     stage daemon 90 30 daemon_greedy
 else
     record daemon SKIP 0 "needs the daemon binary and a GGUF ($MODEL_FILE); model-level greedy ran instead"
+fi
+
+# The AVX-512 kernel set never runs on the dev VM (AVX2 only); GPU hosts have had
+# AVX-512 VNNI. Its X8 matmuls claim bit-identical results to the AVX2 set's
+# (exact integer sums, the same float steps), so greedy text must be equal too.
+cpu_isa() {
+    local log=$OUTDIR/cpu-isa-tests.log
+    "$TESTS" cpu_matmul_all_types_vs_reference cpu_ffn_swiglu_vs_reference cpu_attention_vs_reference \
+        cpu_attention_tiled_kernel_matches_single_rows cpu_attention_tiled_backend_matches_single_rows >"$log" 2>&1
+    local rc=$?
+    grep -E 'note:|PASS|FAIL|run,' "$log"
+    [ $rc = 0 ] || { echo "cpu-isa: unit tests FAILED (see cpu-isa-tests.log)"; return 1; }
+    if grep -q 'kernel set avx512: not available' "$log"; then
+        echo "cpu-isa: this CPU has no AVX-512 VNNI; scalar and AVX2 sets pass"
+        return 0
+    fi
+    if [ -x "$INFERD" ] && [ -f "$MODEL_FILE" ]; then
+        local isa gen=(generate --model "$MODEL_FILE" -n 32 --temp 0 --device cpu --prompt "The capital of France is")
+        for isa in avx2 avx512; do
+            "$INFERD" "${gen[@]}" --isa $isa >"$OUTDIR/isa_$isa.txt" 2>"$OUTDIR/isa_$isa.err" ||
+                { echo "cpu-isa: generate --isa $isa FAILED: $(head -c 300 "$OUTDIR/isa_$isa.err")"; return 1; }
+        done
+        cmp -s "$OUTDIR/isa_avx2.txt" "$OUTDIR/isa_avx512.txt" ||
+            { echo "cpu-isa: greedy text DIFFERS between --isa avx2 and --isa avx512"; return 1; }
+        echo "cpu-isa: avx512 set passes the unit tests; greedy text equal to avx2's ($(wc -c <"$OUTDIR/isa_avx2.txt") bytes)"
+    else
+        echo "cpu-isa: avx512 set passes the unit tests (no daemon or GGUF for the greedy comparison)"
+    fi
+}
+export -f cpu_isa
+if [ -x "$TESTS" ]; then
+    stage cpu-isa 60 15 cpu_isa
+else
+    record cpu-isa SKIP 0 "no inferd_tests binary (compute-only build, or a bundle made before it carried one)"
 fi
 
 [ -x "$CHECK" ] && stage bench 150 60 "$CHECK" --bench llama3-8b:BF16 --results "$RESULTS"
